@@ -25,7 +25,7 @@ function(gcl_cc_test)
     set(G_TIMEOUT 600)
   endif()
   set_tests_properties(${G_NAME} PROPERTIES TIMEOUT ${G_TIMEOUT}
-    ENVIRONMENT "GCL_SHARED_DATA=${PROJECT_SOURCE_DIR}/../shared/data;GCL_BUILD_DIR=${PROJECT_BINARY_DIR}")
+    ENVIRONMENT "GCL_SHARED_DATA=${PROJECT_SOURCE_DIR}/../shared/data;GCL_BUILD_DIR=${PROJECT_BINARY_DIR};GCL_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
   if(G_LABELS)
     set_tests_properties(${G_NAME} PROPERTIES LABELS "${G_LABELS}")
   endif()
