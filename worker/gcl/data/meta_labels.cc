@@ -15,7 +15,8 @@ absl::StatusOr<MetaLabel> ParseMetaLabel(std::string_view name) {
   if (name == "position") return MetaLabel::kPosition;
   if (name == "phase") return MetaLabel::kPhase;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown meta label \"", name, "\" (expected patient, position or phase)"));
+      absl::StrCat("unknown meta label \"", std::string(name),
+                   "\" (expected patient, position or phase)"));
 }
 
 std::string_view MetaLabelName(MetaLabel m) {

@@ -120,6 +120,22 @@ void AccumulatedDice::Add(const at::Tensor& pred, const at::Tensor& ref, int64_t
   }
 }
 
+void AccumulatedDice::Add(const VolumeScore& score) {
+  const auto num_classes = static_cast<int64_t>(score.classes.size()) + 1;
+  if (num_classes_ == 0) {
+    num_classes_ = num_classes;
+    intersection_.assign(num_classes, 0);
+    sum_.assign(num_classes, 0);
+  }
+  TORCH_CHECK(num_classes == num_classes_, "AccumulatedDice: num_classes changed from ",
+              num_classes_, " to ", num_classes);
+  for (int64_t c = 1; c < num_classes; ++c) {
+    const ClassScore& cs = score.classes[c - 1];
+    intersection_[c] += cs.n_intersection;
+    sum_[c] += cs.n_ref + cs.n_pred;
+  }
+}
+
 std::vector<double> AccumulatedDice::PerClass() const {
   std::vector<double> out;
   for (int64_t c = 1; c < num_classes_; ++c) {

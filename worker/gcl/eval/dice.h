@@ -68,6 +68,9 @@ class AccumulatedDice {
   // pred, ref as in ScoreVolume (any shape, equal). The first call fixes
   // num_classes; later calls must pass the same value.
   void Add(const at::Tensor& pred, const at::Tensor& ref, int64_t num_classes);
+  // Same, from the counts ScoreVolume already computed (num_classes =
+  // classes.size() + 1), so a scored volume need not be predicted again.
+  void Add(const VolumeScore& score);
   // Size num_classes - 1 (foreground); NaN for a class never present.
   std::vector<double> PerClass() const;
   // Mean of the non-NaN PerClass() entries; NaN when none.

@@ -1,5 +1,6 @@
 #include "worker/gcl/eval/summary.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -23,8 +24,7 @@ double MeanOf(const std::vector<double>& v) {
   return n == 0 ? std::nan("") : s / static_cast<double>(n);
 }
 
-}  // namespace
-
+// Quoted, escaped JSON string (UTF-8 passes through).
 std::string JsonString(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
@@ -50,12 +50,15 @@ std::string JsonString(const std::string& s) {
   return out;
 }
 
+// Shortest round-trip form; NaN and infinities become null.
 std::string JsonNumber(double v) {
   if (!std::isfinite(v)) return "null";
   char buf[32];
   auto res = std::to_chars(buf, buf + sizeof(buf), v);  // shortest round-trip
   return std::string(buf, res.ptr);
 }
+
+}  // namespace
 
 std::string SummaryJson(const std::vector<VolumeScore>& cases,
                         const std::vector<std::string>& class_names, const std::string& hd95_unit) {

@@ -33,9 +33,4 @@ namespace gcl::core {
 std::string SummaryJson(const std::vector<VolumeScore>& cases,
                         const std::vector<std::string>& class_names, const std::string& hd95_unit);
 
-// JSON helpers (exposed for other writers): a quoted, escaped string; a
-// number in shortest round-trip form, or null for NaN/inf.
-std::string JsonString(const std::string& s);
-std::string JsonNumber(double v);
-
 }  // namespace gcl::core

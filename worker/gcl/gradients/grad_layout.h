@@ -9,6 +9,8 @@
 #include <ATen/ATen.h>
 #include <torch/types.h>
 
+#include "worker/gcl/gradients/conflict_stats.h"
+
 namespace gcl::core {
 
 class GradLayout {
@@ -55,5 +57,26 @@ class GradLayout {
   torch::Device device_ = torch::kCPU;
   torch::Tensor sizes_cpu_;  // int64 [num_tensors]
 };
+
+// Block algebra shared by the combiners. Every combiner's g'_m is a per-tensor
+// linear combination of the original buffers, g'_m[q] = Σ_a coef[m,a,q] g_a[q],
+// so all cosines and norms of spec 11 follow from the per-tensor Gram matrices
+// without touching the [numel] buffers again.
+
+// G[q, a, b] = g_a[q] · g_b[q] for the M rows of `stacked` (float32 [M, numel]
+// on any device). Returns float64 CPU [Q, M, M]. One small matmul per tensor.
+torch::Tensor TensorGram(const GradLayout& layout, const torch::Tensor& stacked);
+
+// Fills cos_pre, cos_post, cos_pre_tensor_{mean,min} of every pair and
+// norm_pre, norm_post, update_cos, update_dot, update_norm, naive_norm of
+// *stats from `gram` (TensorGram) and `coef` (float64 CPU [M, M, Q]); the
+// update is ĝ = (1/M) Σ_m g'_m. stats->pairs is resized to the M(M-1) pairs
+// (m-major, m' ascending) and their m/other set; other pair fields are kept.
+void FillGramStats(const torch::Tensor& gram, const torch::Tensor& coef, ConflictStats* stats);
+
+// Index of pair (m, other) in ConflictStats::pairs (m-major, other ascending).
+inline int64_t PairIndex(int64_t num_labels, int64_t m, int64_t other) {
+  return m * (num_labels - 1) + (other < m ? other : other - 1);
+}
 
 }  // namespace gcl::core

@@ -1,7 +1,7 @@
 // Image-wise contrastive loss per meta label (spec 4, Eq. 1).
 #pragma once
 
-#include <ATen/ATen.h>
+#include <torch/types.h>  // torch::Tensor (ATen + the torch namespace alias)
 
 namespace gcl::core {
 

@@ -189,12 +189,23 @@ void Pretrainer::Impl::PruneCheckpoints() {
 }
 
 double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
+  // Phase timings (only recorded on log steps) give the step-time breakdown.
+  auto mark = std::chrono::steady_clock::now();
+  auto lap = [&](const char* phase) {
+    const auto now = std::chrono::steady_clock::now();
+    if (log) {
+      record->Add("gcl_train_phase_seconds", std::chrono::duration<double>(now - mark).count(),
+                  {{"phase", phase}});
+    }
+    mark = now;
+  };
   const auto refs = sampler->BatchAt(t);
   std::vector<torch::Tensor> slices;
   slices.reserve(refs.size());
   for (const auto& r : refs) slices.push_back(dataset->train[r.volume].image[r.slice]);
   torch::Tensor views =
       TwoViewAugment(torch::stack(slices), opt.augment, StreamSeed(opt.seed, RngStream::kAugment, t));
+  lap("data");
 
   const auto feats = encoder->forward(views);
   const torch::Tensor& f = feats.back();
@@ -211,6 +222,7 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
     v = torch::nn::functional::normalize(v_map.flatten(2), norm1).detach();
     u = torch::nn::functional::normalize(head_p->forward(f).flatten(2), norm1);
   }
+  lap("forward");
 
   const int64_t m_count = num_losses();
   std::vector<torch::Tensor> losses;
@@ -249,12 +261,14 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
     losses.push_back(loss);
   }
 
+  lap("losses");
   optimizer->zero_grad();
   torch::Tensor total = torch::stack(losses).mean();
   const bool per_label = m_count > 1 && (opt.combine != CombineMode::kMean || log);
   ConflictStats stats;
   if (!per_label) {
     total.backward();
+    lap("backward");
   } else {
     std::vector<torch::Tensor> enc_flat;
     std::vector<torch::Tensor> head_sum(head_params.size());
@@ -271,6 +285,7 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
         head_sum[h] = head_sum[h].defined() ? head_sum[h] + g : g;
       }
     }
+    lap("backward");
     torch::Tensor combined;
     switch (opt.combine) {
       case CombineMode::kMean:
@@ -285,6 +300,7 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
                                  StreamSeed(opt.seed, RngStream::kMitigator, t), &stats);
         break;
     }
+    lap("combine");
     std::vector<torch::Tensor> enc_grads;
     layout->Unflatten(combined, &enc_grads);
     for (size_t q = 0; q < q_enc; ++q) encoder_params[q].mutable_grad() = enc_grads[q];
@@ -306,6 +322,7 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
   }
   optimizer->step();
   const double loss_value = total.item<double>();
+  lap("optimizer");
 
   if (log) {
     record->Add("gcl_train_loss", loss_value, {{"term", "total"}});

@@ -1,0 +1,206 @@
+// Pre-training steps/s of the C++ trainer against the plain PyTorch reference
+// (../shared/reference/gcl_step.py), side by side in one run, same
+// configuration: 96 px, 16 slices (32 views), base width 16, depth 5, 2 threads.
+//
+//   build/bench/pretrain_step_bench [--steps N] [--threads T] [--reference PATH] [--no-reference]
+//
+// Prints one row per variant (median step seconds, steps/s, ratio) and the
+// step-time breakdown of `full` (GradMitigator and GradFilter shares).
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "worker/gcl/data/dataset.h"
+#include "worker/gcl/losses/pixel_loss.h"
+#include "worker/gcl/train/pretrain.h"
+
+namespace {
+
+using gcl::core::CombineMode;
+using gcl::core::MetaLabel;
+using gcl::core::PretrainOptions;
+
+struct Config {
+  int64_t steps = 8;
+  int64_t threads = 2;
+  int64_t size = 96;
+  int64_t batch = 16;
+  int64_t base = 16;
+  std::string reference;
+  bool run_reference = true;
+};
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+PretrainOptions VariantOptions(const std::string& variant, const Config& c) {
+  PretrainOptions o;
+  o.model.base = c.base;
+  o.model.depth = 5;
+  o.batch = c.batch;
+  o.threads = c.threads;
+  o.log_every = 0;
+  o.checkpoint_every = 0;
+  o.steps = c.steps;
+  const std::vector<MetaLabel> all = {MetaLabel::kPatient, MetaLabel::kPhase, MetaLabel::kPosition};
+  if (variant == "simclr") {
+    o.meta_labels = {};
+  } else if (variant == "multi_naive") {
+    o.meta_labels = all;
+    o.combine = CombineMode::kMean;
+  } else if (variant == "multi_gm") {
+    o.meta_labels = all;
+    o.combine = CombineMode::kGradMitigator;
+  } else if (variant == "full") {
+    o.meta_labels = all;
+    o.combine = CombineMode::kGradMitigator;
+    o.pixel_loss = true;
+    o.grad_filter = true;
+  }
+  return o;
+}
+
+// Median seconds per step (first two steps are warm-up) and, when
+// `phases` is non-null, the median of each phase over logged steps.
+double TimeVariant(const gcl::core::Dataset& data, const std::string& variant, const Config& c,
+                   std::map<std::string, double>* phases) {
+  PretrainOptions o = VariantOptions(variant, c);
+  if (phases) o.log_every = 1;
+  auto trainer = gcl::core::Pretrainer::Create(data, o);
+  if (!trainer.ok()) {
+    std::fprintf(stderr, "%s: %s\n", variant.c_str(), trainer.status().ToString().c_str());
+    std::exit(1);
+  }
+  std::vector<double> secs;
+  std::map<std::string, std::vector<double>> per_phase;
+  gcl::core::PretrainCallbacks cb;
+  cb.on_step = [&](int64_t step, int64_t, double, double s, const gcl::core::MetricsRecord& r) {
+    if (step <= 2) return;
+    secs.push_back(s);
+    for (const auto& sample : r.samples) {
+      if (sample.name == "gcl_train_phase_seconds") per_phase[sample.labels.at("phase")].push_back(sample.value);
+    }
+  };
+  auto result = (*trainer)->Run(cb);
+  if (!result.ok()) {
+    std::fprintf(stderr, "%s: %s\n", variant.c_str(), result.status().ToString().c_str());
+    std::exit(1);
+  }
+  if (phases) {
+    for (auto& [k, v] : per_phase) (*phases)[k] = Median(v);
+  }
+  return Median(secs);
+}
+
+// Median seconds per step of the PyTorch reference, or -1 when it cannot run.
+double TimeReference(const std::string& variant, const Config& c) {
+  const std::string cmd = absl::StrFormat(
+      "/usr/bin/python3 %s --variant %s --size %d --batch %d --base %d --steps %d --threads %d",
+      c.reference, variant, c.size, c.batch, c.base, c.steps, c.threads);
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  char buf[4096];
+  std::string out;
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  if (pclose(p) != 0) return -1;
+  const auto pos = out.find("\"median_step_s\": ");
+  if (pos == std::string::npos) return -1;
+  return std::strtod(out.c_str() + pos + 17, nullptr);
+}
+
+// GradFilter's own cost: the pixel loss with selection (n < k) minus without.
+double TimeGradFilterSelection(const Config& c) {
+  torch::manual_seed(0);
+  const int64_t n = 2 * c.batch, hw = (c.size / 16) * (c.size / 16);
+  auto opts = torch::nn::functional::NormalizeFuncOptions().dim(1);
+  auto v = torch::nn::functional::normalize(torch::randn({n, 128, hw}), opts);
+  auto u = torch::nn::functional::normalize(torch::randn({n, 128, hw}), opts).requires_grad_();
+  auto labels = torch::arange(n).floor_divide(8);
+  auto time = [&](int64_t selected) {
+    gcl::core::PixelLossOptions po;
+    po.num_selected = selected;
+    std::vector<double> s;
+    for (int i = 0; i < 7; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto loss = gcl::core::PixelContrastiveLoss(v, u, labels, po, 1 + i);
+      loss.backward();
+      s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return Median(s);
+  };
+  return std::max(0.0, time(2) - time(10));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config c;
+  c.reference = (std::filesystem::path(GCL_SOURCE_DIR) / "../shared/reference/gcl_step.py").string();
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--steps" && i + 1 < argc) c.steps = std::atoll(argv[++i]);
+    else if (a == "--threads" && i + 1 < argc) c.threads = std::atoll(argv[++i]);
+    else if (a == "--reference" && i + 1 < argc) c.reference = argv[++i];
+    else if (a == "--no-reference") c.run_reference = false;
+    else {
+      std::fprintf(stderr, "usage: %s [--steps N] [--threads T] [--reference PATH] [--no-reference]\n", argv[0]);
+      return 2;
+    }
+  }
+  if (c.run_reference && !std::filesystem::exists(c.reference)) {
+    std::fprintf(stderr, "reference %s not found; running without it\n", c.reference.c_str());
+    c.run_reference = false;
+  }
+  at::set_num_threads(static_cast<int>(c.threads));
+  gcl::core::DatasetOptions dopt;
+  dopt.format = "synthetic";
+  dopt.image_size = c.size;
+  dopt.synthetic.patients = 8;
+  dopt.synthetic.slices = 8;
+  dopt.synthetic.size = c.size;
+  auto data = gcl::core::LoadDataset(dopt);
+  if (!data.ok()) {
+    std::fprintf(stderr, "%s\n", data.status().ToString().c_str());
+    return 1;
+  }
+
+  std::printf("config: %lld px, %lld slices (%lld views), base %lld, depth 5, %lld threads, %lld steps (2 warm-up)\n",
+              (long long)c.size, (long long)c.batch, (long long)(2 * c.batch), (long long)c.base,
+              (long long)c.threads, (long long)c.steps);
+  std::printf("%-12s %12s %10s %12s %10s %8s\n", "variant", "c++ s/step", "c++ st/s", "torch s/step",
+              "torch st/s", "ratio");
+  for (const std::string variant : {"simclr", "multi_naive", "multi_gm", "full"}) {
+    const double ours = TimeVariant(*data, variant, c, nullptr);
+    const double ref = c.run_reference ? TimeReference(variant, c) : -1;
+    if (ref > 0) {
+      std::printf("%-12s %12.4f %10.2f %12.4f %10.2f %7.2fx\n", variant.c_str(), ours, 1 / ours, ref,
+                  1 / ref, ref / ours);
+    } else {
+      std::printf("%-12s %12.4f %10.2f %12s %10s %8s\n", variant.c_str(), ours, 1 / ours, "-", "-", "-");
+    }
+    std::fflush(stdout);
+  }
+
+  std::map<std::string, double> phases;
+  const double full = TimeVariant(*data, "full", c, &phases);
+  const double filter = TimeGradFilterSelection(c);
+  std::printf("\nbreakdown of a `full` step (median %.4f s, logged steps):\n", full);
+  for (const auto& [k, v] : phases) std::printf("  %-10s %8.4f s  %5.1f%%\n", k.c_str(), v, 100 * v / full);
+  std::printf("  GradMitigator (combine): %.1f%% of the step (target <= 5%%)\n",
+              100 * phases["combine"] / full);
+  std::printf("  GradFilter selection:    %.4f s per label x 3 = %.1f%% of the step (target <= 10%%)\n",
+              filter, 100 * 3 * filter / full);
+  return 0;
+}
