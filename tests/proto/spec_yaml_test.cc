@@ -158,7 +158,7 @@ TEST(SpecYamlTest, UnknownKeyNamesDottedPathAndLine) {
   EXPECT_THAT(ErrorOf(std::string(kMinimalPretrain) + "foo: 1\n"),
               StartsWith("t.yaml:3:1: foo: unknown key"));
   EXPECT_THAT(ErrorOf("kind: pretrain\ndataset: {format: synthetic, synthetic: {sed: 3}}\n"),
-              StartsWith("t.yaml:2:43: dataset.synthetic.sed: unknown key"));
+              StartsWith("t.yaml:2:42: dataset.synthetic.sed: unknown key"));
 }
 
 TEST(SpecYamlTest, WrongTypesAreRejectedWithLine) {
@@ -167,6 +167,8 @@ TEST(SpecYamlTest, WrongTypesAreRejectedWithLine) {
               StartsWith("t.yaml:4:10: train.steps: expected an integer, got the string \"100\""));
   EXPECT_THAT(ErrorOf(head + "train: {steps: many}\n"),
               StartsWith("t.yaml:3:16: train.steps: expected an integer, got 'many'"));
+  EXPECT_THAT(ErrorOf(head + "train:\n  steps:\nname: x\n"),
+              StartsWith("t.yaml:4:3: train.steps: expected an integer, got nothing"));
   EXPECT_THAT(ErrorOf(head + "train: {steps: 1.5}\n"), HasSubstr("train.steps: expected an integer"));
   EXPECT_THAT(ErrorOf(head + "train: {lr: fast}\n"), HasSubstr("train.lr: expected a number"));
   EXPECT_THAT(ErrorOf(head + "train: {seed: -1}\n"),
@@ -332,7 +334,7 @@ TEST(SpecYamlTest, VariantPresetsFillUnsetFields) {
   // full_frozen freezes the encoder at fine-tuning.
   GCL_ASSERT_OK_AND_ASSIGN(
       JobSpec frozen, Parse("kind: finetune\ndataset: {format: synthetic}\n"
-                            "init: {job: j-42}\nmethod: {variant: full_frozen}\n"));
+                            "init: {job: j-42}\nmethod: {variant: full_frozen}\nlabeled_volumes: [2]\n"));
   EXPECT_TRUE(frozen.frozen_encoder());
   EXPECT_EQ(frozen.init().job(), "j-42");
   EXPECT_EQ(frozen.train().optimizer(), v1::OPTIMIZER_ADAM);
@@ -354,13 +356,14 @@ TEST(SpecYamlTest, FinetuneNeedsInit) {
   EXPECT_THAT(ErrorOf("kind: finetune\ndataset: {format: synthetic}\nlabeled_volumes: [1]\n"),
               HasSubstr("t.yaml: init: required for kind finetune"));
   GCL_ASSERT_OK_AND_ASSIGN(
-      JobSpec spec, Parse("kind: finetune\ndataset: {format: synthetic}\ninit: {checkpoint: a/b}\n"));
+      JobSpec spec, Parse("kind: finetune\ndataset: {format: synthetic}\ninit: {checkpoint: a/b}\n"
+                          "labeled_volumes: [1]\n"));
   EXPECT_EQ(spec.init().checkpoint(), "a/b");
   GCL_ASSERT_OK_AND_ASSIGN(JobSpec rnd, Parse("kind: finetune\ndataset: {format: synthetic}\n"
-                                              "init: {random: true}\n"));
+                                              "init: {random: true}\nlabeled_volumes: [8]\n"));
   EXPECT_TRUE(rnd.init().random());
   EXPECT_THAT(ErrorOf("kind: finetune\ndataset: {format: synthetic}\ninit: {checkpoint: a, job: b}\n"),
-              StartsWith("t.yaml:3:22: init.job: give only one of checkpoint, job, random"));
+              StartsWith("t.yaml:3:23: init.job: give only one of checkpoint, job, random"));
   EXPECT_THAT(ErrorOf("kind: finetune\ndataset: {format: synthetic}\ninit: scratch\n"),
               StartsWith("t.yaml:3:7: init: expected 'random'"));
   EXPECT_THAT(ErrorOf("kind: finetune\ndataset: {format: synthetic}\ninit: {random: false}\n"),
@@ -368,6 +371,8 @@ TEST(SpecYamlTest, FinetuneNeedsInit) {
   EXPECT_THAT(ErrorOf(std::string(kMinimalPretrain) + "init: random\n"),
               StartsWith("t.yaml:3:1: init: only for kind finetune"));
   EXPECT_THAT(ErrorOf("dataset: {format: synthetic}\n"), HasSubstr("t.yaml: kind: required"));
+  EXPECT_THAT(ErrorOf("kind: finetune\ndataset: {format: synthetic}\ninit: random\n"),
+              HasSubstr("t.yaml: labeled_volumes: required for kind finetune"));
 }
 
 TEST(SpecYamlTest, ExperimentSpec) {
@@ -391,7 +396,7 @@ TEST(SpecYamlTest, ExperimentSpec) {
               HasSubstr("experiment.variants: required"));
   EXPECT_THAT(ErrorOf("kind: experiment\ndataset: {format: synthetic}\nlabeled_volumes: [1]\n"
                       "experiment: {variants: [full, full]}\n"),
-              StartsWith("t.yaml:4:30: experiment.variants[1]: listed twice"));
+              StartsWith("t.yaml:4:31: experiment.variants[1]: listed twice"));
 }
 
 TEST(SpecValidateTest, ProgrammaticSpecsHaveNoLocation) {

@@ -407,6 +407,9 @@ absl::Status ValidateJobSpec(const JobSpec& spec, const std::map<std::string, st
     case gcl::v1::KIND_FINETUNE:
       GCL_RETURN_IF_ERROR(CheckTrain(spec.train(), "train", /*pretrain=*/false, false, c));
       GCL_RETURN_IF_ERROR(CheckInit(spec, c));
+      if (spec.labeled_volumes_size() == 0) {
+        return c.Fail("labeled_volumes", "required for kind finetune, e.g. [1, 2, 8]");
+      }
       GCL_RETURN_IF_ERROR(CheckFinetuneKeys(spec, c));
       if (spec.has_experiment()) return c.Fail("experiment", "only for kind experiment");
       break;

@@ -49,7 +49,7 @@ absl::Status ApplyDefaults(gcl::v1::JobSpec* spec);
 // [1, 4096]; partners >= 1; ema_beta in [0, 1]; pace_lambda0 in (0, 1];
 // pace_gamma > 0; labeled_volumes each >= 1; repeats >= 1; max_attempts in
 // [1, 100]; threads >= 0; phase only with acdc/acdc-h5/synthetic; finetune
-// needs init; experiment needs variants and labeled_volumes; keys of other
+// needs init and labeled_volumes; experiment needs variants and labeled_volumes; keys of other
 // kinds are rejected (e.g. init in a pretrain job).
 absl::Status ValidateJobSpec(const gcl::v1::JobSpec& spec,
                              const std::map<std::string, std::string>& where = {});

@@ -165,7 +165,10 @@ class Walker {
   }
 
  private:
+  // Where `node` starts; a missing value (`key:` alone) is marked at the
+  // next token, possibly lines below, so report it at its key instead.
   static YAML::Mark MarkOf(const YAML::Node& node, const YAML::Mark& fallback) {
+    if (node.IsNull()) return fallback;
     YAML::Mark m = node.Mark();
     return m.is_null() ? fallback : m;
   }
