@@ -53,7 +53,9 @@ void ExpectPositivesForEveryAnchor(const std::vector<SliceRef>& batch, bool chec
     }
     EXPECT_TRUE(patient) << "anchor " << a;
     EXPECT_TRUE(position) << "anchor " << a;
-    if (check_phase) EXPECT_TRUE(phase) << "anchor " << a;
+    if (check_phase) {
+      EXPECT_TRUE(phase) << "anchor " << a;
+    }
   }
 }
 

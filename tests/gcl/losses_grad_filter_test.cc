@@ -10,8 +10,6 @@
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 #include "worker/gcl/losses/pixel_loss.h"
-#include "worker/gcl/model/projection_head.h"
-#include "worker/gcl/model/unet.h"
 
 namespace gcl::core {
 namespace {
@@ -55,7 +53,9 @@ TEST(PaceTest, EndpointsAndMonotone) {
       EXPECT_GE(n, prev);
       EXPECT_GE(n, 1);
       EXPECT_LE(n, k);
-      if (pace == Pace::kRoot) EXPECT_GE(n, PaceNumSelected(t, T, k));
+      if (pace == Pace::kRoot) {
+        EXPECT_GE(n, PaceNumSelected(t, T, k));
+      }
       prev = n;
     }
   }
@@ -134,20 +134,17 @@ TEST(SpearmanTest, HandValues) {
 }
 
 TEST(S2DiagnosticTest, MatchesIndependentAutogradAndKeepsGraph) {
-  torch::manual_seed(0);
-  UNetOptions o;
-  o.base = 2;
-  o.depth = 2;
-  UNetEncoder enc(o);
-  ProjectionHead g_i(enc->out_channels(), 6), g_p(enc->out_channels(), 6);
+  // A tiny stand-in for encoder last conv -> BN-free ReLU -> two 1x1 heads
+  // (losses tests link gcl_losses only): F = relu(conv3x3(x, weight)).
   auto gen = at::detail::createCPUGenerator(1);
-  const auto x = at::randn({4, 1, 8, 8}, gen);
-  const auto f = enc->forward(x).back();  // [4, 4, 4, 4], hw = 16
+  const auto x = at::randn({4, 3, 4, 4}, gen);
+  const auto weight = (at::randn({5, 3, 3, 3}, gen) * 0.3).requires_grad_(true);
+  const auto w_i = at::randn({6, 5, 1, 1}, gen), w_p = at::randn({6, 5, 1, 1}, gen);
+  const auto f = torch::relu(torch::conv2d(x, weight, {}, 1, 1));  // [4, 5, 4, 4], hw = 16
   const auto v = torch::nn::functional::normalize(
-      g_i->forward(f).flatten(2), torch::nn::functional::NormalizeFuncOptions().dim(1));
+      torch::conv2d(f, w_i).flatten(2), torch::nn::functional::NormalizeFuncOptions().dim(1));
   const auto u = torch::nn::functional::normalize(
-      g_p->forward(f).flatten(2), torch::nn::functional::NormalizeFuncOptions().dim(1));
-  const auto weight = enc->last_conv()->weight;
+      torch::conv2d(f, w_p).flatten(2), torch::nn::functional::NormalizeFuncOptions().dim(1));
   S2Options so;
   so.num_anchors = 3;
   so.pool_k = 4;

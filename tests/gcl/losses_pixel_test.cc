@@ -172,7 +172,9 @@ TEST(PixelLossTest, GradFilterWithLabelsMatchesReference) {
       const int64_t pairs = p.valid.sum().item<int64_t>();
       EXPECT_EQ(pairs, 2 + 6 * 3);  // label 1 views have only a^+; label 0 views get 2 more
       EXPECT_EQ(stats.num_terms, pairs * 12 * (multi ? 1 : n_sel));
-      if (n_sel < 5) EXPECT_LE(stats.mean_selected_score, stats.mean_rejected_score);
+      if (n_sel < 5) {
+        EXPECT_LE(stats.mean_selected_score, stats.mean_rejected_score);
+      }
       EXPECT_GT(stats.mean_p_pos, 0.0);
       EXPECT_LT(stats.mean_p_pos, 1.0);
     }

@@ -24,6 +24,14 @@ namespace {
 namespace fs = std::filesystem;
 using c10::IValue;
 
+// Records are generic lists rather than tuples: GCC 12 reports false
+// -Warray-bounds in LibTorch's inline tuple storage for tuples over 3 fields.
+IValue MakeList(std::vector<IValue> items) {
+  c10::impl::GenericList list(c10::AnyType::get());
+  for (IValue& item : items) list.push_back(std::move(item));
+  return list;
+}
+
 std::string Header() { return absl::StrCat("GCLCACHE ", kSliceCacheVersion, "\n"); }
 
 IValue VolumeToIValue(const Volume& v) {
@@ -33,12 +41,12 @@ IValue VolumeToIValue(const Volume& v) {
     label = small ? v.label.to(at::kByte) : v.label;
   }
   c10::List<double> spacing({v.spacing_zyx[0], v.spacing_zyx[1], v.spacing_zyx[2]});
-  return c10::ivalue::Tuple::create({IValue(v.id), IValue(v.case_id), IValue(static_cast<int64_t>(v.phase)),
-                                     IValue(v.image.contiguous()), label, IValue(spacing), IValue(v.source)});
+  return MakeList({IValue(v.id), IValue(v.case_id), IValue(static_cast<int64_t>(v.phase)),
+                   IValue(v.image.contiguous()), label, IValue(spacing), IValue(v.source)});
 }
 
 Volume VolumeFromIValue(const IValue& iv) {
-  const auto& e = iv.toTupleRef().elements();
+  const auto e = iv.toListRef();
   TORCH_CHECK(e.size() == 7, "volume tuple has ", e.size(), " fields");
   Volume v;
   v.id = e[0].toStringRef();
@@ -107,9 +115,8 @@ absl::Status SaveDatasetCache(const std::string& path, const Dataset& dataset) {
   GCL_RETURN_IF_ERROR(gcl::CatchToStatus(path, [&]() -> absl::Status {
     c10::List<std::string> names;
     for (const auto& n : dataset.class_names) names.push_back(n);
-    IValue root = c10::ivalue::Tuple::create({IValue(static_cast<int64_t>(kSliceCacheVersion)), IValue(names),
-                                              IValue(dataset.has_phase), SplitToIValue(dataset.train),
-                                              SplitToIValue(dataset.val), SplitToIValue(dataset.test)});
+    IValue root = MakeList({IValue(static_cast<int64_t>(kSliceCacheVersion)), IValue(names), IValue(dataset.has_phase),
+                            SplitToIValue(dataset.train), SplitToIValue(dataset.val), SplitToIValue(dataset.test)});
     std::vector<char> bytes = torch::pickle_save(root);
     payload.assign(bytes.begin(), bytes.end());
     return absl::OkStatus();
@@ -153,7 +160,7 @@ absl::StatusOr<Dataset> LoadDatasetCache(const std::string& path) {
   Dataset ds;
   absl::Status s = gcl::CatchToStatus(path, [&]() -> absl::Status {
     IValue root = torch::pickle_load(std::vector<char>(payload.begin(), payload.end()));
-    const auto& e = root.toTupleRef().elements();
+    const auto e = root.toListRef();
     TORCH_CHECK(e.size() == 6 && e[0].toInt() == kSliceCacheVersion, "unexpected layout");
     for (const IValue& n : e[1].toListRef()) ds.class_names.push_back(n.toStringRef());
     ds.has_phase = e[2].toBool();

@@ -66,21 +66,63 @@ void GradLayout::Unflatten(const torch::Tensor& flat, std::vector<torch::Tensor>
 
 namespace gcl::core {
 
-torch::Tensor TensorGram(const GradLayout& layout, const torch::Tensor& stacked) {
-  TORCH_CHECK(stacked.dim() == 2 && stacked.size(1) == layout.numel(),
-              "TensorGram: expected [M, ", layout.numel(), "], got ", stacked.sizes());
-  const int64_t m = stacked.size(0);
-  if (layout.num_tensors() == 0) return torch::zeros({0, m, m}, torch::kFloat64);
-  std::vector<torch::Tensor> grams;
-  grams.reserve(layout.num_tensors());
-  for (int64_t q = 0; q < layout.num_tensors(); ++q) {
-    // A strided [M, n_q] view: BLAS reads it in place, accumulating in blocks
-    // (more accurate than a serial segment sum over ~0.5 M entries).
-    const torch::Tensor blk = stacked.narrow(1, layout.offset(q), layout.size(q));
-    grams.push_back(at::mm(blk, blk.t()));
+torch::Tensor TensorGram(const GradLayout& layout, const std::vector<torch::Tensor>& grads) {
+  const int64_t nm = static_cast<int64_t>(grads.size()), nq = layout.num_tensors();
+  for (const auto& g : grads) {
+    TORCH_CHECK(g.dim() == 1 && g.numel() == layout.numel(), "TensorGram: expected [",
+                layout.numel(), "] buffers, got ", g.sizes());
   }
-  // One device-to-host transfer for all Q matrices.
-  return at::stack(grams).to(torch::kCPU, torch::kFloat64).contiguous();
+  if (nq == 0 || nm == 0) return torch::zeros({nq, nm, nm}, torch::kFloat64);
+  std::vector<torch::Tensor> dots;
+  dots.reserve(nq * nm * (nm + 1) / 2);
+  for (int64_t q = 0; q < nq; ++q) {
+    for (int64_t a = 0; a < nm; ++a) {
+      const torch::Tensor ga = grads[a].narrow(0, layout.offset(q), layout.size(q));
+      for (int64_t b = a; b < nm; ++b) {
+        dots.push_back(at::dot(ga, grads[b].narrow(0, layout.offset(q), layout.size(q))));
+      }
+    }
+  }
+  const torch::Tensor host = at::stack(dots).to(torch::kCPU, torch::kFloat64).contiguous();
+  const double* d = host.data_ptr<double>();
+  torch::Tensor gram = torch::empty({nq, nm, nm}, torch::kFloat64);
+  double* g = gram.data_ptr<double>();
+  for (int64_t q = 0; q < nq; ++q) {
+    for (int64_t a = 0; a < nm; ++a) {
+      for (int64_t b = a; b < nm; ++b) {
+        g[(q * nm + a) * nm + b] = g[(q * nm + b) * nm + a] = *d++;
+      }
+    }
+  }
+  return gram;
+}
+
+torch::Tensor BlockLinearCombination(const std::vector<torch::Tensor>& grads,
+                                     const std::vector<int64_t>& offsets,
+                                     const std::vector<int64_t>& sizes,
+                                     const std::vector<double>& coef) {
+  const size_t nm = grads.size(), nb = sizes.size();
+  TORCH_CHECK(nm > 0 && coef.size() == nm * nb, "BlockLinearCombination: bad coefficients");
+  torch::Tensor out = torch::empty_like(grads[0], grads[0].options().dtype(torch::kFloat32));
+  size_t b = 0;
+  while (b < nb) {
+    // Extend the run while the next block has the same coefficients.
+    size_t e = b + 1;
+    auto same = [&](size_t x, size_t y) {
+      for (size_t a = 0; a < nm; ++a)
+        if (coef[a * nb + x] != coef[a * nb + y]) return false;
+      return true;
+    };
+    while (e < nb && same(b, e)) ++e;
+    const int64_t off = offsets[b], len = offsets[e - 1] + sizes[e - 1] - off;
+    if (len > 0) {
+      torch::Tensor o = out.narrow(0, off, len);
+      at::mul_out(o, grads[0].narrow(0, off, len), coef[b]);
+      for (size_t a = 1; a < nm; ++a) o.add_(grads[a].narrow(0, off, len), coef[a * nb + b]);
+    }
+    b = e;
+  }
+  return out;
 }
 
 void FillGramStats(const torch::Tensor& gram, const torch::Tensor& coef, ConflictStats* stats) {

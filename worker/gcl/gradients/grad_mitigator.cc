@@ -12,16 +12,20 @@
 namespace gcl::core {
 namespace {
 
-// Stacks the M buffers as float32 [M, numel] after checking their shapes.
-torch::Tensor StackGrads(const std::vector<torch::Tensor>& grads, int64_t num_labels,
-                         int64_t numel) {
+// Checks the M buffers and returns them as float32 (no copy when already).
+std::vector<torch::Tensor> CheckedGrads(const std::vector<torch::Tensor>& grads,
+                                        int64_t num_labels, int64_t numel) {
   TORCH_CHECK(static_cast<int64_t>(grads.size()) == num_labels, "GradMitigator: got ",
               grads.size(), " gradient buffers for ", num_labels, " meta labels");
+  std::vector<torch::Tensor> out;
+  out.reserve(grads.size());
   for (const auto& g : grads) {
     TORCH_CHECK(g.defined() && g.dim() == 1 && g.numel() == numel,
                 "GradMitigator: every buffer must be flat [", numel, "]");
+    TORCH_CHECK(g.device() == grads[0].device(), "GradMitigator: buffers on different devices");
+    out.push_back(g.to(torch::kFloat32));
   }
-  return at::stack(grads).to(torch::kFloat32);
+  return out;
 }
 
 }  // namespace
@@ -58,12 +62,12 @@ absl::Status GradMitigator::SetTargets(const torch::Tensor& targets) {
 torch::Tensor GradMitigator::Combine(const std::vector<torch::Tensor>& grads,
                                      uint64_t permutation_seed, ConflictStats* stats) {
   const int64_t nm = num_labels_, nb = num_blocks(), nq = layout_.num_tensors();
-  const torch::Tensor stacked = StackGrads(grads, nm, layout_.numel());
+  const std::vector<torch::Tensor> g32 = CheckedGrads(grads, nm, layout_.numel());
 
   // Per-tensor Gram, summed to blocks for whole-model granularity. g'_m is
   // tracked as coefficients coef[m, a, b] over the ORIGINAL buffers, so every
   // dot and norm below is O(M) scalar work instead of a pass over numel.
-  const torch::Tensor gram = TensorGram(layout_, stacked);  // [Q, M, M]
+  const torch::Tensor gram = TensorGram(layout_, g32);  // [Q, M, M]
   const torch::Tensor bgram =
       options_.granularity == Granularity::kPerTensor ? gram : gram.sum(0, true);
   const double* g = bgram.data_ptr<double>();
@@ -128,20 +132,11 @@ torch::Tensor GradMitigator::Combine(const std::vector<torch::Tensor>& grads,
   }
 
   // ĝ = (1/M) Σ_m g'_m = Σ_a u[a] ∘ g_a with u[a, b] = (1/M) Σ_m C(m, a, b).
-  torch::Tensor u = torch::zeros({nm, nb}, torch::kFloat64);
-  {
-    double* up = u.data_ptr<double>();
-    for (int64_t m = 0; m < nm; ++m)
-      for (int64_t a = 0; a < nm; ++a)
-        for (int64_t b = 0; b < nb; ++b) up[a * nb + b] += C(m, a, b) / nm;
-  }
-  const torch::Tensor uf = u.to(stacked.device(), torch::kFloat32);
-  torch::Tensor out;
-  if (options_.granularity == Granularity::kPerTensor) {
-    out = (stacked * layout_.Expand(uf)).sum(0);  // weights applied in one op
-  } else {
-    out = at::mm(uf.t(), stacked).squeeze(0);  // [1, M] x [M, numel]
-  }
+  std::vector<double> u(nm * nb, 0.0);
+  for (int64_t m = 0; m < nm; ++m)
+    for (int64_t a = 0; a < nm; ++a)
+      for (int64_t b = 0; b < nb; ++b) u[a * nb + b] += C(m, a, b) / nm;
+  torch::Tensor out = BlockLinearCombination(g32, block_offsets_, block_sizes_, u);
 
   if (stats != nullptr) {
     // Coefficients per layout tensor (whole-model: the one block's, broadcast).

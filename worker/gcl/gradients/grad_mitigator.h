@@ -49,8 +49,8 @@ class GradMitigator {
   // where ‖g'_m[q]‖ or ‖g_m'[q]‖ < kMinNorm are skipped. Targets start at 0.
   // Fills *stats (spec 11) when non-null. Throws c10::Error on shape misuse.
   //
-  // Cost: one [M, numel] stack, Q small Gram matmuls, then scalar work on
-  // [Q, M, M] doubles on the CPU, then one expand-multiply-sum.
+  // Cost: one pass of M(M+1)/2 dots per tensor (TensorGram), scalar work on
+  // [Q, M, M] doubles on the host, one pass for ĝ (BlockLinearCombination).
   torch::Tensor Combine(const std::vector<torch::Tensor>& grads, uint64_t permutation_seed,
                         ConflictStats* stats = nullptr);
 

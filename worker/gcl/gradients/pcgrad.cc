@@ -20,11 +20,6 @@ void CheckGrads(const std::vector<torch::Tensor>& grads, const GradLayout& layou
   }
 }
 
-// Per-tensor sums of a [numel] buffer: [Q] (one fused kernel).
-torch::Tensor SegmentSum(const torch::Tensor& x, const GradLayout& layout) {
-  return at::segment_reduce(x, "sum", layout.SizesTensor(x.device()));
-}
-
 }  // namespace
 
 std::vector<std::vector<int>> PartnerOrders(int64_t num_labels, uint64_t seed) {
@@ -46,72 +41,66 @@ torch::Tensor PCGradCombine(const std::vector<torch::Tensor>& grads, const GradL
   const int64_t nm = static_cast<int64_t>(grads.size()), nq = layout.num_tensors();
   std::vector<torch::Tensor> g(nm);
   for (int64_t a = 0; a < nm; ++a) g[a] = grads[a].to(torch::kFloat32);
-  // Squared norms of the original buffers per block: [Q] or scalar.
-  std::vector<torch::Tensor> norm2(nm);
-  for (int64_t a = 0; a < nm; ++a) norm2[a] = per_tensor ? SegmentSum(g[a] * g[a], layout) : g[a].dot(g[a]);
+  const std::vector<int64_t> offsets = per_tensor ? layout.offsets() : std::vector<int64_t>{0};
+  const std::vector<int64_t> sizes =
+      per_tensor ? layout.sizes() : std::vector<int64_t>{layout.numel()};
+  const int64_t nb = static_cast<int64_t>(sizes.size());
 
-  // Per (m, m') visit, on the device (no host sync in the loop): the block
-  // dot with g'_m before projecting, ‖g'_m‖², and the projection weight.
-  struct Visit { int64_t m, o; torch::Tensor dot, gm2, w; };
-  std::vector<Visit> visits;
-  torch::Tensor out = torch::zeros_like(g[0]);
+  // As in GradMitigator, g'_m is tracked as coefficients over the original
+  // buffers, g'_m[b] = Σ_a coef[m, a, b] g_a[b], and every dot comes from the
+  // block Gram matrices: one pass over the buffers for the dots, one for ĝ.
+  const torch::Tensor gram = TensorGram(layout, g);  // [Q, M, M]
+  const torch::Tensor bgram = per_tensor ? gram : gram.sum(0, true);
+  const double* gr = bgram.data_ptr<double>();
+  auto G = [&](int64_t b, int64_t i, int64_t j) { return gr[(b * nm + i) * nm + j]; };
+  std::vector<double> coef(nm * nm * nb, 0.0);
+  auto C = [&](int64_t m, int64_t a, int64_t b) -> double& { return coef[(m * nm + a) * nb + b]; };
+
+  std::vector<PairStats> pairs(nm * (nm - 1));
+  std::vector<double> w_sum(pairs.size(), 0.0), w_abs(pairs.size(), 0.0);
   const auto orders = PartnerOrders(nm, permutation_seed);
-  const double min2 = kMinNorm * kMinNorm;
   for (int64_t m = 0; m < nm; ++m) {
-    torch::Tensor gp = g[m].clone();
+    for (int64_t b = 0; b < nb; ++b) C(m, m, b) = 1.0;
     for (int o : orders[m]) {
-      torch::Tensor dot, gm2;
-      if (per_tensor) {
-        dot = SegmentSum(gp * g[o], layout);
-        gm2 = SegmentSum(gp * gp, layout);
-      } else {
-        dot = gp.dot(g[o]);
-        gm2 = gp.dot(gp);
+      const size_t pi = PairIndex(nm, m, o);
+      PairStats& ps = pairs[pi];
+      for (int64_t b = 0; b < nb; ++b) {
+        double dot = 0, gp2 = 0;  // g'_m[b] · g_o[b], ‖g'_m[b]‖²
+        for (int64_t a = 0; a < nm; ++a) {
+          const double ca = C(m, a, b);
+          if (ca == 0) continue;
+          dot += ca * G(b, a, o);
+          for (int64_t a2 = 0; a2 < nm; ++a2) gp2 += ca * C(m, a2, b) * G(b, a, a2);
+        }
+        const double no2 = G(b, o, o);
+        const double n1 = std::sqrt(std::max(gp2, 0.0)), n2 = std::sqrt(std::max(no2, 0.0));
+        if (n1 < kMinNorm || n2 < kMinNorm) continue;
+        if (dot >= 0) {
+          ++ps.n_none;  // φ̂ ≡ 0: nothing is "slight"
+          continue;
+        }
+        // Projection onto the normal plane of the original g_o[b].
+        const double w = -dot / no2;
+        C(m, o, b) += w;
+        ++ps.n_conflict;
+        ++ps.n_modified;
+        w_sum[pi] += w;
+        ps.w_max = ps.n_modified == 1 ? w : std::max(ps.w_max, w);
+        w_abs[pi] += std::abs(w) * n2;
       }
-      const torch::Tensor project = (dot < 0) & (gm2 >= min2) & (norm2[o] >= min2);
-      const torch::Tensor w = torch::where(project, -dot / norm2[o].clamp_min(min2),
-                                           torch::zeros_like(dot));
-      if (per_tensor) {
-        gp.addcmul_(g[o], layout.Expand(w));
-      } else {
-        gp.add_(g[o] * w);
-      }
-      if (stats != nullptr) visits.push_back({m, o, dot, gm2, w});
     }
-    out.add_(gp);
   }
-  out.div_(static_cast<double>(nm));
+  std::vector<double> u(nm * nb, 0.0);  // ĝ[b] = Σ_a u[a, b] g_a[b]
+  for (int64_t m = 0; m < nm; ++m)
+    for (int64_t a = 0; a < nm; ++a)
+      for (int64_t b = 0; b < nb; ++b) u[a * nb + b] += C(m, a, b) / nm;
+  torch::Tensor out = BlockLinearCombination(g, offsets, sizes, u);
 
   if (stats != nullptr) {
-    const torch::Tensor gram = TensorGram(layout, at::stack(g));
-    torch::Tensor coef = torch::zeros({nm, nm, nq}, torch::kFloat64);
-    for (int64_t m = 0; m < nm; ++m) coef[m][m].fill_(1.0);
-    std::vector<PairStats> pairs(nm * (nm - 1));
-    std::vector<double> w_sum(pairs.size(), 0.0), w_abs(pairs.size(), 0.0);
-    for (const Visit& v : visits) {
-      const torch::Tensor w = v.w.to(torch::kCPU, torch::kFloat64).reshape({-1});
-      const torch::Tensor d = v.dot.to(torch::kCPU, torch::kFloat64).reshape({-1});
-      const torch::Tensor n1 = v.gm2.to(torch::kCPU, torch::kFloat64).reshape({-1});
-      const torch::Tensor n2 = norm2[v.o].to(torch::kCPU, torch::kFloat64).reshape({-1});
-      coef[v.m][v.o].copy_(per_tensor ? w : w.expand({nq}));
-      const size_t pi = PairIndex(nm, v.m, v.o);
-      PairStats& ps = pairs[pi];
-      for (int64_t b = 0; b < w.numel(); ++b) {
-        const double nb1 = std::sqrt(n1[b].item<double>()), nb2 = std::sqrt(n2[b].item<double>());
-        if (nb1 < kMinNorm || nb2 < kMinNorm) continue;
-        const double wb = w[b].item<double>();
-        if (d[b].item<double>() < 0) {
-          ++ps.n_conflict;
-          ++ps.n_modified;
-          w_sum[pi] += wb;
-          ps.w_max = ps.n_modified == 1 ? wb : std::max(ps.w_max, wb);
-          w_abs[pi] += std::abs(wb) * nb2;
-        } else {
-          ++ps.n_none;  // φ̂ ≡ 0: nothing is "slight"
-        }
-      }
-    }
-    FillGramStats(gram, coef, stats);
+    const torch::Tensor coef_t = torch::from_blob(coef.data(), {nm, nm, nb}, torch::kFloat64)
+                                     .expand({nm, nm, nq})
+                                     .clone(at::MemoryFormat::Contiguous);
+    FillGramStats(gram, coef_t, stats);
     for (size_t pi = 0; pi < pairs.size(); ++pi) {
       PairStats& dst = stats->pairs[pi];
       dst.n_none = pairs[pi].n_none;
@@ -136,7 +125,9 @@ torch::Tensor MeanCombine(const std::vector<torch::Tensor>& grads, const GradLay
   for (int64_t a = 1; a < nm; ++a) out.add_(grads[a]);
   out.div_(static_cast<double>(nm));
   if (stats != nullptr) {
-    const torch::Tensor gram = TensorGram(layout, at::stack(grads).to(torch::kFloat32));
+    std::vector<torch::Tensor> g32;
+    for (const auto& g : grads) g32.push_back(g.to(torch::kFloat32));
+    const torch::Tensor gram = TensorGram(layout, g32);
     const torch::Tensor coef =
         torch::eye(nm, torch::kFloat64).unsqueeze(2).expand({nm, nm, nq}).contiguous();
     FillGramStats(gram, coef, stats);

@@ -33,7 +33,9 @@ void CheckOptions(const UNetOptions& o) {
 
 void InitUNetWeights(torch::nn::Module& module) {
   torch::NoGradGuard no_grad;
-  for (auto& m : module.modules(/*include_self=*/true)) {
+  // include_self=false: callable from a constructor (before the module is
+  // owned by a shared_ptr); the top-level U-Net modules own no direct convs.
+  for (auto& m : module.modules(/*include_self=*/false)) {
     if (auto* conv = m->as<nn::Conv2dImpl>()) {
       nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanIn, torch::kReLU);
       if (conv->bias.defined()) conv->bias.zero_();

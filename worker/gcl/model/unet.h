@@ -21,7 +21,8 @@ struct UNetOptions {
   int64_t depth = 5;   // encoder levels (4 up-steps in the decoder for depth 5)
 };
 
-// Kaiming-normal (fan_in, ReLU gain) init of every conv weight in `module`,
+// Kaiming-normal (fan_in, ReLU gain) init of every conv weight in the
+// submodules of `module` (not `module` itself),
 // zero conv biases, BN gamma 1 / beta 0. Draws from the global torch RNG:
 // callers seed with torch::manual_seed before constructing a model.
 void InitUNetWeights(torch::nn::Module& module);
