@@ -27,6 +27,9 @@ endif()
 # GCL_CORE_TESTS at tests/gcl/CMakeLists.txt:4 (file)
 file(GLOB NEW_GLOB LIST_DIRECTORIES true "/work/main/tests/gcl/*_test.cc")
 set(OLD_GLOB
+  "/work/main/tests/gcl/data_augment_test.cc"
+  "/work/main/tests/gcl/data_preprocess_test.cc"
+  "/work/main/tests/gcl/data_readers_test.cc"
   "/work/main/tests/gcl/data_sampler_test.cc"
   "/work/main/tests/gcl/data_synthetic_test.cc"
   "/work/main/tests/gcl/eval_dice_test.cc"
@@ -37,6 +40,7 @@ set(OLD_GLOB
   "/work/main/tests/gcl/losses_image_test.cc"
   "/work/main/tests/gcl/losses_pixel_test.cc"
   "/work/main/tests/gcl/model_unet_test.cc"
+  "/work/main/tests/gcl/train_checkpoint_test.cc"
   "/work/main/tests/gcl/train_finetune_test.cc"
   "/work/main/tests/gcl/train_pretrain_test.cc"
   )
@@ -124,9 +128,12 @@ endif()
 # GCL_TRAIN_SRCS at worker/gcl/train/CMakeLists.txt:1 (file)
 file(GLOB NEW_GLOB LIST_DIRECTORIES true "/work/main/worker/gcl/train/*.cc")
 set(OLD_GLOB
+  "/work/main/worker/gcl/train/checkpoint.cc"
   "/work/main/worker/gcl/train/finetune.cc"
   "/work/main/worker/gcl/train/metrics_writer.cc"
   "/work/main/worker/gcl/train/pretrain.cc"
+  "/work/main/worker/gcl/train/safetensors.cc"
+  "/work/main/worker/gcl/train/sha256.cc"
   )
 if(NOT "${NEW_GLOB}" STREQUAL "${OLD_GLOB}")
   message("-- GLOB mismatch!")

@@ -96,12 +96,14 @@ TEST(PreprocessTest, ResizesImageBilinearAndLabelNearest) {
 }
 
 TEST(PreprocessTest, NearestUpsamplingReplicatesBlocksAndBilinearKeepsRamps) {
-  Volume v;
-  v.label = at::arange(4, at::kLong).reshape({1, 2, 2});
-  v.image = at::arange(8, at::kFloat).reshape({1, 1, 8}).expand({1, 8, 8}).contiguous();  // ramp along W
-  Volume lab = PreprocessVolume(Volume{"", "", -1, at::zeros({1, 2, 2}), v.label, {}, ""}, 4);
+  Volume blocks;
+  blocks.image = at::zeros({1, 2, 2});
+  blocks.label = at::arange(4, at::kLong).reshape({1, 2, 2});
+  Volume lab = PreprocessVolume(blocks, 4);
   at::Tensor expected = at::tensor({0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3}, at::kLong).reshape({1, 4, 4});
   EXPECT_TRUE(at::equal(lab.label, expected));
+  Volume v;
+  v.image = at::arange(8, at::kFloat).reshape({1, 1, 8}).expand({1, 8, 8}).contiguous();  // ramp along W
   Volume ramp = PreprocessVolume(v, 4);
   at::Tensor row = ramp.image[0][2];
   for (int i = 1; i < 4; ++i) EXPECT_GT(row[i].item<float>(), row[i - 1].item<float>());

@@ -4,6 +4,12 @@
 # 
 # This file includes the relevant testing commands required for 
 # testing this directory and lists subdirectories to be tested as well.
+add_test([=[data_augment_test]=] "/work/main/build/tests/gcl/data_augment_test")
+set_tests_properties([=[data_augment_test]=] PROPERTIES  ENVIRONMENT "GCL_SHARED_DATA=/work/main/../shared/data;GCL_BUILD_DIR=/work/main/build;GCL_SOURCE_DIR=/work/main" TIMEOUT "600" _BACKTRACE_TRIPLES "/work/main/cmake/GclHelpers.cmake;23;add_test;/work/main/tests/gcl/CMakeLists.txt;13;gcl_cc_test;/work/main/tests/gcl/CMakeLists.txt;0;")
+add_test([=[data_preprocess_test]=] "/work/main/build/tests/gcl/data_preprocess_test")
+set_tests_properties([=[data_preprocess_test]=] PROPERTIES  ENVIRONMENT "GCL_SHARED_DATA=/work/main/../shared/data;GCL_BUILD_DIR=/work/main/build;GCL_SOURCE_DIR=/work/main" TIMEOUT "600" _BACKTRACE_TRIPLES "/work/main/cmake/GclHelpers.cmake;23;add_test;/work/main/tests/gcl/CMakeLists.txt;13;gcl_cc_test;/work/main/tests/gcl/CMakeLists.txt;0;")
+add_test([=[data_readers_test]=] "/work/main/build/tests/gcl/data_readers_test")
+set_tests_properties([=[data_readers_test]=] PROPERTIES  ENVIRONMENT "GCL_SHARED_DATA=/work/main/../shared/data;GCL_BUILD_DIR=/work/main/build;GCL_SOURCE_DIR=/work/main" TIMEOUT "600" _BACKTRACE_TRIPLES "/work/main/cmake/GclHelpers.cmake;23;add_test;/work/main/tests/gcl/CMakeLists.txt;13;gcl_cc_test;/work/main/tests/gcl/CMakeLists.txt;0;")
 add_test([=[data_sampler_test]=] "/work/main/build/tests/gcl/data_sampler_test")
 set_tests_properties([=[data_sampler_test]=] PROPERTIES  ENVIRONMENT "GCL_SHARED_DATA=/work/main/../shared/data;GCL_BUILD_DIR=/work/main/build;GCL_SOURCE_DIR=/work/main" TIMEOUT "600" _BACKTRACE_TRIPLES "/work/main/cmake/GclHelpers.cmake;23;add_test;/work/main/tests/gcl/CMakeLists.txt;13;gcl_cc_test;/work/main/tests/gcl/CMakeLists.txt;0;")
 add_test([=[data_synthetic_test]=] "/work/main/build/tests/gcl/data_synthetic_test")
@@ -24,6 +30,8 @@ add_test([=[losses_pixel_test]=] "/work/main/build/tests/gcl/losses_pixel_test")
 set_tests_properties([=[losses_pixel_test]=] PROPERTIES  ENVIRONMENT "GCL_SHARED_DATA=/work/main/../shared/data;GCL_BUILD_DIR=/work/main/build;GCL_SOURCE_DIR=/work/main" TIMEOUT "600" _BACKTRACE_TRIPLES "/work/main/cmake/GclHelpers.cmake;23;add_test;/work/main/tests/gcl/CMakeLists.txt;13;gcl_cc_test;/work/main/tests/gcl/CMakeLists.txt;0;")
 add_test([=[model_unet_test]=] "/work/main/build/tests/gcl/model_unet_test")
 set_tests_properties([=[model_unet_test]=] PROPERTIES  ENVIRONMENT "GCL_SHARED_DATA=/work/main/../shared/data;GCL_BUILD_DIR=/work/main/build;GCL_SOURCE_DIR=/work/main" TIMEOUT "600" _BACKTRACE_TRIPLES "/work/main/cmake/GclHelpers.cmake;23;add_test;/work/main/tests/gcl/CMakeLists.txt;13;gcl_cc_test;/work/main/tests/gcl/CMakeLists.txt;0;")
+add_test([=[train_checkpoint_test]=] "/work/main/build/tests/gcl/train_checkpoint_test")
+set_tests_properties([=[train_checkpoint_test]=] PROPERTIES  ENVIRONMENT "GCL_SHARED_DATA=/work/main/../shared/data;GCL_BUILD_DIR=/work/main/build;GCL_SOURCE_DIR=/work/main" TIMEOUT "600" _BACKTRACE_TRIPLES "/work/main/cmake/GclHelpers.cmake;23;add_test;/work/main/tests/gcl/CMakeLists.txt;13;gcl_cc_test;/work/main/tests/gcl/CMakeLists.txt;0;")
 add_test([=[train_finetune_test]=] "/work/main/build/tests/gcl/train_finetune_test")
 set_tests_properties([=[train_finetune_test]=] PROPERTIES  ENVIRONMENT "GCL_SHARED_DATA=/work/main/../shared/data;GCL_BUILD_DIR=/work/main/build;GCL_SOURCE_DIR=/work/main" TIMEOUT "600" _BACKTRACE_TRIPLES "/work/main/cmake/GclHelpers.cmake;23;add_test;/work/main/tests/gcl/CMakeLists.txt;13;gcl_cc_test;/work/main/tests/gcl/CMakeLists.txt;0;")
 add_test([=[train_pretrain_test]=] "/work/main/build/tests/gcl/train_pretrain_test")

@@ -180,11 +180,14 @@ absl::Status WriteNim(nifti_image* nim, const std::string& path) {
   fs::path tmp = final_path.parent_path() /
                  absl::StrCat(".tmp", ::getpid(), "_", std::hash<std::thread::id>()(std::this_thread::get_id()) % 1000000, "_",
                               final_path.filename().string());
+  nifti_set_debug_level(0);
   if (nifti_set_filenames(nim, tmp.c_str(), 0, 1) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a valid NIfTI file name (.nii or .nii.gz)"));
   }
   nim->nifti_type = NIFTI_FTYPE_NIFTI1_1;
-  znzFile fp = nifti_image_write_hdr_img(nim, 1, "wb");
+  // write_opts 3 = write the data and leave the file open (1 would close it
+  // and answer NULL, indistinguishable from failure).
+  znzFile fp = nifti_image_write_hdr_img2(nim, 3, "wb", nullptr, nullptr);
   if (znz_isnull(fp)) {
     std::error_code ec;
     fs::remove(tmp, ec);
@@ -192,7 +195,9 @@ absl::Status WriteNim(nifti_image* nim, const std::string& path) {
   }
   znzclose(fp);
   std::error_code ec;
-  if (!fs::is_regular_file(tmp, ec) || fs::file_size(tmp, ec) < 348) {
+  // Read the header back: catches a write that failed after opening.
+  NimPtr check(nifti_image_read(tmp.c_str(), /*read_data=*/0));
+  if (!check || check->nvox != nim->nvox) {
     fs::remove(tmp, ec);
     return absl::InternalError(absl::StrCat(path, ": writing failed (no data written)"));
   }

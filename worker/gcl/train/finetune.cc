@@ -237,8 +237,7 @@ absl::Status RunFinetuneImpl(const Dataset& dataset, const FinetuneOptions& opt,
     meta.kind = "finetune";
     meta.seed = opt.seed;
     result.best_checkpoint = (out / "best.ckpt").string();
-    GCL_ASSIGN_OR_RETURN(std::string sha, WriteCheckpoint(result.best_checkpoint, tensors, meta));
-    (void)sha;
+    GCL_RETURN_IF_ERROR(WriteCheckpoint(result.best_checkpoint, tensors, meta).status());
     GCL_RETURN_IF_ERROR(WriteTextFile(out / "summary.json",
                                       SummaryJson(result.test_cases, dataset.class_names,
                                                   result.hd95_unit)));
