@@ -1,11 +1,11 @@
 // GradMitigator (spec 7.3-7.5, unit tests 2 and 3 of spec 12) and GradLayout.
+#include <torch/torch.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -171,7 +171,8 @@ struct Reference {
                                (nb * std::sqrt(1 - t * t) + 1e-12);
               for (int64_t i = off; i < off + sizes[q]; ++i) gm[i] += w * g[o][i];
             }
-            if (!on_modify || mod) t = std::min(std::max((1 - beta) * t + beta * phi, -1 + 1e-6), 1 - 1e-6);
+            if (!on_modify || mod)
+              t = std::min(std::max((1 - beta) * t + beta * phi, -1 + 1e-6), 1 - 1e-6);
           }
           off += sizes[q];
         }
@@ -203,7 +204,8 @@ void ExpectMatchesReference(EmaUpdate ema) {
     std::vector<double> got = ToVec(gm.Combine(grads, 1000 + step));
     std::vector<double> want = ref.Combine(gd, 1000 + step);
     ASSERT_EQ(got.size(), want.size());
-    for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-4) << "step " << step << " i " << i;
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_NEAR(got[i], want[i], 1e-4) << "step " << step << " i " << i;
     std::vector<double> tg = ToVec(gm.targets());
     for (size_t i = 0; i < tg.size(); ++i) ASSERT_NEAR(tg[i], ref.target[i], 1e-6);
   }
@@ -452,7 +454,8 @@ TEST(GradMitigatorTest, DISABLED_TimingEncoderScale) {
     const int reps = 10;
     for (int i = 0; i < reps; ++i) fn();
     const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+        reps;
     std::printf("%-28s %8.3f ms (threads %d)\n", name, ms, at::get_num_threads());
   };
   ConflictStats s;

@@ -1,8 +1,8 @@
 // PCGrad and the naive mean (spec 9, Eq. 2) against plain references.
+#include <torch/torch.h>
+
 #include <cmath>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -54,12 +54,12 @@ FinetuneOptions TinyOptions() {
   FinetuneOptions o;
   o.model.in_channels = 1;
   o.model.num_classes = 4;
-  o.model.base = 4;
+  o.model.base = 8;  // base 4 is too narrow to learn reliably in 60 steps
   o.model.depth = 3;
   o.labeled_volumes = 2;
   o.steps = 60;
   o.batch = 6;
-  o.lr = 5e-3;
+  o.lr = 1e-2;
   o.lr_min = 1e-4;
   o.val_every = 10;
   o.seed = 7;
@@ -97,7 +97,7 @@ TEST(FinetuneTest, LossFallsAndBeatsUntrainedNetwork) {
   untrained_opt.steps = 0;  // same seed: the same initial weights, never updated
   auto untrained = RunFinetune(TinyDataset(), untrained_opt);
   ASSERT_THAT(untrained, IsOk());
-  EXPECT_GT(trained->mean_dice, untrained->mean_dice + 0.1)
+  EXPECT_GT(trained->mean_dice, untrained->mean_dice + 0.2)
       << "trained " << trained->mean_dice << " untrained " << untrained->mean_dice;
 
   ASSERT_EQ(trained->test_cases.size(), 4u);

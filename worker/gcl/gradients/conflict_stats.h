@@ -34,13 +34,13 @@ struct PairStats {
 };
 
 struct ConflictStats {
-  std::vector<PairStats> pairs;  // ordered (m, m') with m != m', m-major
-  std::vector<double> norm_pre;  // [M] ‖g_m‖
-  std::vector<double> norm_post;  // [M] ‖g'_m‖
+  std::vector<PairStats> pairs;    // ordered (m, m') with m != m', m-major
+  std::vector<double> norm_pre;    // [M] ‖g_m‖
+  std::vector<double> norm_post;   // [M] ‖g'_m‖
   std::vector<double> update_cos;  // [M] cos(ĝ, g_m)
   std::vector<double> update_dot;  // [M] ĝ · g_m
-  double update_norm = 0;  // ‖ĝ‖
-  double naive_norm = 0;   // ‖(1/M) Σ_m g_m‖
+  double update_norm = 0;          // ‖ĝ‖
+  double naive_norm = 0;           // ‖(1/M) Σ_m g_m‖
 };
 
 }  // namespace gcl::core

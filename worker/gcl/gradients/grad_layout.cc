@@ -1,9 +1,9 @@
 #include "worker/gcl/gradients/grad_layout.h"
 
+#include <c10/util/Exception.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include <c10/util/Exception.h>
 
 namespace gcl::core {
 
@@ -21,9 +21,7 @@ GradLayout::GradLayout(const std::vector<torch::Tensor>& params) {
   sizes_cpu_ = torch::tensor(sizes_, torch::kInt64);
 }
 
-torch::Tensor GradLayout::SizesTensor(torch::Device device) const {
-  return sizes_cpu_.to(device);
-}
+torch::Tensor GradLayout::SizesTensor(torch::Device device) const { return sizes_cpu_.to(device); }
 
 torch::Tensor GradLayout::Expand(const torch::Tensor& coef) const {
   TORCH_CHECK(coef.size(-1) == num_tensors(), "GradLayout::Expand: last dim ", coef.size(-1),
@@ -158,7 +156,8 @@ void FillGramStats(const torch::Tensor& gram, const torch::Tensor& coef, Conflic
     }
     for (int64_t m = 0; m < nm; ++m)
       for (int64_t a = 0; a < nm; ++a)
-        for (int64_t b = 0; b < nm; ++b) stats->norm_post[m] += C(m, a, q) * C(m, b, q) * G(q, a, b);
+        for (int64_t b = 0; b < nm; ++b)
+          stats->norm_post[m] += C(m, a, q) * C(m, b, q) * G(q, a, b);
   }
   // Gram expansions can dip below 0 by rounding.
   for (int64_t m = 0; m < nm; ++m) {
@@ -168,8 +167,7 @@ void FillGramStats(const torch::Tensor& gram, const torch::Tensor& coef, Conflic
   stats->update_norm = std::sqrt(std::max(update2, 0.0));
   stats->naive_norm = std::sqrt(std::max(naive2, 0.0));
   for (int64_t m = 0; m < nm; ++m) {
-    stats->update_cos[m] =
-        safe_div(stats->update_dot[m], stats->update_norm * stats->norm_pre[m]);
+    stats->update_cos[m] = safe_div(stats->update_dot[m], stats->update_norm * stats->norm_pre[m]);
   }
 
   stats->pairs.resize(nm * (nm - 1));

@@ -3,11 +3,11 @@
 // combination (spec 7.5) runs on a few fused ops instead of one op per tensor.
 #pragma once
 
-#include <cstdint>
-#include <vector>
-
 #include <ATen/ATen.h>
 #include <torch/types.h>
+
+#include <cstdint>
+#include <vector>
 
 #include "worker/gcl/gradients/conflict_stats.h"
 

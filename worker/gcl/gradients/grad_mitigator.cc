@@ -1,11 +1,11 @@
 #include "worker/gcl/gradients/grad_mitigator.h"
 
+#include <c10/util/Exception.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
-
-#include <c10/util/Exception.h>
 
 #include "worker/gcl/gradients/pcgrad.h"
 
@@ -13,10 +13,10 @@ namespace gcl::core {
 namespace {
 
 // Checks the M buffers and returns them as float32 (no copy when already).
-std::vector<torch::Tensor> CheckedGrads(const std::vector<torch::Tensor>& grads,
-                                        int64_t num_labels, int64_t numel) {
-  TORCH_CHECK(static_cast<int64_t>(grads.size()) == num_labels, "GradMitigator: got ",
-              grads.size(), " gradient buffers for ", num_labels, " meta labels");
+std::vector<torch::Tensor> CheckedGrads(const std::vector<torch::Tensor>& grads, int64_t num_labels,
+                                        int64_t numel) {
+  TORCH_CHECK(static_cast<int64_t>(grads.size()) == num_labels, "GradMitigator: got ", grads.size(),
+              " gradient buffers for ", num_labels, " meta labels");
   std::vector<torch::Tensor> out;
   out.reserve(grads.size());
   for (const auto& g : grads) {

@@ -3,11 +3,11 @@
 // target, then average. PCGrad is the special case β = 0, φ̂ ≡ 0.
 #pragma once
 
-#include <cstdint>
-#include <vector>
-
 #include <ATen/ATen.h>
 #include <torch/types.h>
+
+#include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "worker/gcl/gradients/conflict_stats.h"
@@ -71,7 +71,7 @@ class GradMitigator {
   GradLayout layout_;
   GradMitigatorOptions options_;
   std::vector<int64_t> block_offsets_, block_sizes_;  // the granularity's blocks
-  torch::Tensor targets_;  // float64 CPU [M, M, Q]
+  torch::Tensor targets_;                             // float64 CPU [M, M, Q]
 };
 
 }  // namespace gcl::core

@@ -1,10 +1,10 @@
 #include "worker/gcl/gradients/pcgrad.h"
 
+#include <c10/util/Exception.h>
+
 #include <algorithm>
 #include <cmath>
 #include <random>
-
-#include <c10/util/Exception.h>
 
 namespace gcl::core {
 namespace {

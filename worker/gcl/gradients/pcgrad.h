@@ -2,11 +2,11 @@
 // mean (Eq. 2), with the same conflict statistics as GradMitigator.
 #pragma once
 
-#include <cstdint>
-#include <vector>
-
 #include <ATen/ATen.h>
 #include <torch/types.h>
+
+#include <cstdint>
+#include <vector>
 
 #include "worker/gcl/gradients/conflict_stats.h"
 #include "worker/gcl/gradients/grad_layout.h"

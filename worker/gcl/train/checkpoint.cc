@@ -1,13 +1,13 @@
 #include "worker/gcl/train/checkpoint.h"
 
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <unordered_map>
-
-#include <torch/optim/adam.h>
-#include <torch/optim/adamw.h>
-#include <torch/optim/sgd.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -79,6 +79,7 @@ absl::StatusOr<std::string> WriteCheckpoint(
 }
 
 absl::StatusOr<LoadedCheckpoint> ReadCheckpoint(const std::string& path) {
+  GCL_ASSIGN_OR_RETURN(std::string bytes, ReadFileBytes(path));
   const std::string sidecar_path = path + ".sha256";
   auto sidecar = ReadFileBytes(sidecar_path);
   if (!sidecar.ok()) {
@@ -90,7 +91,6 @@ absl::StatusOr<LoadedCheckpoint> ReadCheckpoint(const std::string& path) {
       expected.find_first_not_of("0123456789abcdef") != std::string::npos) {
     return absl::DataLossError(path + ": malformed sha256 sidecar " + sidecar_path);
   }
-  GCL_ASSIGN_OR_RETURN(std::string bytes, ReadFileBytes(path));
   LoadedCheckpoint out;
   out.sha256 = Sha256Hex(bytes);
   if (out.sha256 != expected) {
@@ -149,7 +149,8 @@ absl::Status RestoreModuleState(const std::string& prefix, const LoadedCheckpoin
     for (const auto& p : module->named_parameters(true)) plan(p.key(), p.value());
     for (const auto& b : module->named_buffers(true)) plan(b.key(), b.value());
     if (!errors.empty()) {
-      return absl::InvalidArgumentError("checkpoint does not match the module: " + ErrorList(errors));
+      return absl::InvalidArgumentError("checkpoint does not match the module: " +
+                                        ErrorList(errors));
     }
     torch::NoGradGuard no_grad;
     for (auto& [target, src] : copies) target.copy_(*src);
@@ -193,7 +194,8 @@ void AppendOptimizerState(const std::string& prefix, torch::optim::Optimizer& op
       } else if (auto* w = dynamic_cast<const torch::optim::AdamWParamState*>(s)) {
         adam_like(w->step(), w->exp_avg(), w->exp_avg_sq(), w->max_exp_avg_sq());
       } else {
-        TORCH_CHECK(false, "AppendOptimizerState: unsupported optimizer state (SGD, Adam, AdamW only)");
+        TORCH_CHECK(false,
+                    "AppendOptimizerState: unsupported optimizer state (SGD, Adam, AdamW only)");
       }
     }
   }
@@ -221,11 +223,11 @@ absl::Status RestoreOptimizerState(const std::string& prefix, const LoadedCheckp
     auto count = saved.find(prefix + "num_params");
     if (count == saved.end() || count->second->numel() != 1 ||
         count->second->item<int64_t>() != static_cast<int64_t>(params.size())) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "checkpoint optimizer state ", prefix, " is for ",
-          count == saved.end() ? std::string("an unknown number of")
-                               : absl::StrCat(count->second->item<int64_t>()),
-          " parameters, the optimizer has ", params.size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("checkpoint optimizer state ", prefix, " is for ",
+                       count == saved.end() ? std::string("an unknown number of")
+                                            : absl::StrCat(count->second->item<int64_t>()),
+                       " parameters, the optimizer has ", params.size()));
     }
     std::vector<std::string> errors;
     auto get = [&](const std::string& name, const torch::Tensor& p,
@@ -281,7 +283,8 @@ absl::Status RestoreOptimizerState(const std::string& prefix, const LoadedCheckp
       lrs.push_back(it == saved.end() ? -1.0 : it->second->item<double>());
     }
     if (!errors.empty()) {
-      return absl::InvalidArgumentError("checkpoint does not match the optimizer: " + ErrorList(errors));
+      return absl::InvalidArgumentError("checkpoint does not match the optimizer: " +
+                                        ErrorList(errors));
     }
     auto& state = opt->state();
     for (size_t k = 0; k < params.size(); ++k) {

@@ -5,14 +5,14 @@
 // continues exactly (core-design "Determinism and exact resume").
 #pragma once
 
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+#include <torch/types.h>
+
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <torch/nn/module.h>
-#include <torch/optim/optimizer.h>
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -44,7 +45,9 @@ std::vector<std::pair<int64_t, fs::path>> ListStepCheckpoints(const fs::path& di
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
     long long step = 0;
-    if (name.size() == 19 && std::sscanf(name.c_str(), "step-%8lld.ckpt", &step) == 1) {
+    char tail[8] = {0};
+    if (name.size() == 18 && std::sscanf(name.c_str(), "step-%8lld%5s", &step, tail) == 2 &&
+        std::string(tail) == ".ckpt") {
       out.emplace_back(step, e.path());
     }
   }
@@ -60,6 +63,29 @@ double CosineLr(double base, int64_t step, int64_t total, bool cosine) {
 // Ordered pair name "patient|phase" (architecture doc section 5).
 std::string PairName(const std::vector<std::string>& names, int m, int other) {
   return absl::StrCat(names[m], "|", names[other]);
+}
+
+// Drops the records of steps after `step` from a JSONL metrics file.
+absl::Status TruncateMetricsAfter(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return absl::OkStatus();
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    long long s = 0;
+    if (std::sscanf(line.c_str(), "{\"step\":%lld", &s) == 1 && s > step) continue;
+    kept += line + "\n";
+  }
+  in.close();
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << kept;
+    if (!out) return absl::UnavailableError(absl::StrCat("cannot rewrite metrics file ", path));
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot rewrite metrics file ", path, ": ", ec.message()));
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -262,7 +288,9 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
   }
 
   lap("losses");
-  optimizer->zero_grad();
+  // Drop last step's gradients instead of zeroing them: the mitigated ones
+  // are views into one flat buffer, which zero_grad() cannot detach.
+  for (auto& p : all_params) p.mutable_grad() = torch::Tensor();
   torch::Tensor total = torch::stack(losses).mean();
   const bool per_label = m_count > 1 && (opt.combine != CombineMode::kMean || log);
   ConflictStats stats;
@@ -387,6 +415,8 @@ absl::StatusOr<PretrainResult> Pretrainer::Run(const PretrainCallbacks& callback
   const fs::path out(opt.output_dir);
   MetricsWriter writer = MetricsWriter::Open("").value();
   if (!opt.output_dir.empty()) {
+    // Steps logged after the checkpoint we resume from will be redone.
+    GCL_RETURN_IF_ERROR(TruncateMetricsAfter((out / "metrics.jsonl").string(), im.start_step));
     GCL_ASSIGN_OR_RETURN(writer, MetricsWriter::Open((out / "metrics.jsonl").string()));
   }
   const auto run_start = std::chrono::steady_clock::now();

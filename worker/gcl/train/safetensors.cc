@@ -29,9 +29,10 @@ struct DtypeInfo {
   torch::ScalarType type;
 };
 constexpr DtypeInfo kDtypes[] = {
-    {"F64", torch::kFloat64}, {"F32", torch::kFloat32}, {"F16", torch::kFloat16},
-    {"BF16", torch::kBFloat16}, {"I64", torch::kInt64}, {"I32", torch::kInt32},
-    {"I16", torch::kInt16}, {"I8", torch::kInt8}, {"U8", torch::kUInt8}, {"BOOL", torch::kBool},
+    {"F64", torch::kFloat64},   {"F32", torch::kFloat32}, {"F16", torch::kFloat16},
+    {"BF16", torch::kBFloat16}, {"I64", torch::kInt64},   {"I32", torch::kInt32},
+    {"I16", torch::kInt16},     {"I8", torch::kInt8},     {"U8", torch::kUInt8},
+    {"BOOL", torch::kBool},
 };
 
 const char* DtypeName(torch::ScalarType t) {
@@ -54,11 +55,21 @@ void AppendJsonString(std::string_view s, std::string* out) {
   out->push_back('"');
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -80,8 +91,8 @@ struct Json {
   bool is_int = false;
   int64_t integer = 0;
   std::string str;
-  std::vector<Json> items;         // kArray values, kObject values
-  std::vector<std::string> keys;   // kObject keys (same order as items)
+  std::vector<Json> items;        // kArray values, kObject values
+  std::vector<std::string> keys;  // kObject keys (same order as items)
 };
 
 class JsonParser {
@@ -101,7 +112,8 @@ class JsonParser {
     return false;
   }
   void SkipWs() {
-    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
+    while (pos_ < s_.size() &&
+           (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
       ++pos_;
   }
   bool Literal(std::string_view lit) {
@@ -120,16 +132,30 @@ class JsonParser {
       v->kind = Json::kString;
       return String(&v->str);
     }
-    if (c == 't') { v->kind = Json::kBool; v->boolean = true; return Literal("true"); }
-    if (c == 'f') { v->kind = Json::kBool; v->boolean = false; return Literal("false"); }
-    if (c == 'n') { v->kind = Json::kNull; return Literal("null"); }
+    if (c == 't') {
+      v->kind = Json::kBool;
+      v->boolean = true;
+      return Literal("true");
+    }
+    if (c == 'f') {
+      v->kind = Json::kBool;
+      v->boolean = false;
+      return Literal("false");
+    }
+    if (c == 'n') {
+      v->kind = Json::kNull;
+      return Literal("null");
+    }
     return Number(v);
   }
   bool Object(Json* v, int depth) {
     v->kind = Json::kObject;
     ++pos_;
     SkipWs();
-    if (pos_ < s_.size() && s_[pos_] == '}') { ++pos_; return true; }
+    if (pos_ < s_.size() && s_[pos_] == '}') {
+      ++pos_;
+      return true;
+    }
     while (true) {
       SkipWs();
       std::string key;
@@ -143,8 +169,14 @@ class JsonParser {
       v->keys.push_back(std::move(key));
       v->items.push_back(std::move(item));
       SkipWs();
-      if (pos_ < s_.size() && s_[pos_] == ',') { ++pos_; continue; }
-      if (pos_ < s_.size() && s_[pos_] == '}') { ++pos_; return true; }
+      if (pos_ < s_.size() && s_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (pos_ < s_.size() && s_[pos_] == '}') {
+        ++pos_;
+        return true;
+      }
       return Fail("expected ',' or '}'");
     }
   }
@@ -152,14 +184,23 @@ class JsonParser {
     v->kind = Json::kArray;
     ++pos_;
     SkipWs();
-    if (pos_ < s_.size() && s_[pos_] == ']') { ++pos_; return true; }
+    if (pos_ < s_.size() && s_[pos_] == ']') {
+      ++pos_;
+      return true;
+    }
     while (true) {
       Json item;
       if (!Value(&item, depth + 1)) return false;
       v->items.push_back(std::move(item));
       SkipWs();
-      if (pos_ < s_.size() && s_[pos_] == ',') { ++pos_; continue; }
-      if (pos_ < s_.size() && s_[pos_] == ']') { ++pos_; return true; }
+      if (pos_ < s_.size() && s_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (pos_ < s_.size() && s_[pos_] == ']') {
+        ++pos_;
+        return true;
+      }
       return Fail("expected ',' or ']'");
     }
   }
@@ -169,10 +210,14 @@ class JsonParser {
     for (int i = 0; i < 4; ++i) {
       const char h = s_[pos_++];
       *cp <<= 4;
-      if (h >= '0' && h <= '9') *cp |= h - '0';
-      else if (h >= 'a' && h <= 'f') *cp |= h - 'a' + 10;
-      else if (h >= 'A' && h <= 'F') *cp |= h - 'A' + 10;
-      else return Fail("bad \\u escape");
+      if (h >= '0' && h <= '9')
+        *cp |= h - '0';
+      else if (h >= 'a' && h <= 'f')
+        *cp |= h - 'a' + 10;
+      else if (h >= 'A' && h <= 'F')
+        *cp |= h - 'A' + 10;
+      else
+        return Fail("bad \\u escape");
     }
     return true;
   }
@@ -206,14 +251,30 @@ class JsonParser {
       if (pos_ >= s_.size()) break;
       const char e = s_[pos_++];
       switch (e) {
-        case '"': out->push_back('"'); break;
-        case '\\': out->push_back('\\'); break;
-        case '/': out->push_back('/'); break;
-        case 'b': out->push_back('\b'); break;
-        case 'f': out->push_back('\f'); break;
-        case 'n': out->push_back('\n'); break;
-        case 'r': out->push_back('\r'); break;
-        case 't': out->push_back('\t'); break;
+        case '"':
+          out->push_back('"');
+          break;
+        case '\\':
+          out->push_back('\\');
+          break;
+        case '/':
+          out->push_back('/');
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
         case 'u': {
           uint32_t cp = 0;
           if (!Hex4(&cp)) return false;
@@ -227,7 +288,8 @@ class JsonParser {
           AppendUtf8(cp, out);
           break;
         }
-        default: return Fail("bad escape");
+        default:
+          return Fail("bad escape");
       }
     }
     return Fail("unterminated string");
@@ -270,12 +332,16 @@ class JsonParser {
 absl::Status ErrnoStatus(const std::string& what, int err) {
   const std::string msg = what + ": " + std::strerror(err);
   switch (err) {
-    case ENOENT: return absl::NotFoundError(msg);
+    case ENOENT:
+      return absl::NotFoundError(msg);
     case EACCES:
-    case EPERM: return absl::PermissionDeniedError(msg);
+    case EPERM:
+      return absl::PermissionDeniedError(msg);
     case ENOSPC:
-    case EDQUOT: return absl::ResourceExhaustedError(msg);
-    default: return absl::InternalError(msg);
+    case EDQUOT:
+      return absl::ResourceExhaustedError(msg);
+    default:
+      return absl::InternalError(msg);
   }
 }
 
@@ -366,9 +432,11 @@ absl::StatusOr<std::string> SerializeSafetensors(
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     if (name.empty() || name == "__metadata__" || !seen.insert(name).second) {
-      return absl::InvalidArgumentError("safetensors: empty, reserved or duplicate name \"" + name + "\"");
+      return absl::InvalidArgumentError("safetensors: empty, reserved or duplicate name \"" + name +
+                                        "\"");
     }
-    if (!t.defined()) return absl::InvalidArgumentError("safetensors: tensor \"" + name + "\" is undefined");
+    if (!t.defined())
+      return absl::InvalidArgumentError("safetensors: tensor \"" + name + "\" is undefined");
     const char* dtype = DtypeName(t.scalar_type());
     if (dtype == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("safetensors: tensor \"", name,
@@ -428,7 +496,8 @@ absl::StatusOr<ParsedSafetensors> ParseSafetensors(std::string_view bytes,
     if (key == "__metadata__") {
       if (v.kind != Json::kObject) return bad("__metadata__ is not an object");
       for (size_t j = 0; j < v.keys.size(); ++j) {
-        if (v.items[j].kind != Json::kString) return bad("metadata value of \"" + v.keys[j] + "\" is not a string");
+        if (v.items[j].kind != Json::kString)
+          return bad("metadata value of \"" + v.keys[j] + "\" is not a string");
         out.metadata[v.keys[j]] = v.items[j].str;
       }
       continue;
@@ -444,7 +513,8 @@ absl::StatusOr<ParsedSafetensors> ParseSafetensors(std::string_view bytes,
     if (dtype == nullptr || dtype->kind != Json::kString || !DtypeFromName(dtype->str, &e.type)) {
       return bad("entry \"" + key + "\" has a missing or unsupported dtype");
     }
-    if (shape == nullptr || shape->kind != Json::kArray) return bad("entry \"" + key + "\" has no shape");
+    if (shape == nullptr || shape->kind != Json::kArray)
+      return bad("entry \"" + key + "\" has no shape");
     int64_t numel = 1;
     for (const Json& d : shape->items) {
       if (d.kind != Json::kNumber || !d.is_int || d.integer < 0 || d.integer > (int64_t{1} << 40)) {
@@ -471,8 +541,9 @@ absl::StatusOr<ParsedSafetensors> ParseSafetensors(std::string_view bytes,
     }
     entries.push_back(std::move(e));
   }
-  std::sort(entries.begin(), entries.end(),
-            [](const Entry& a, const Entry& b) { return a.begin < b.begin || (a.begin == b.begin && a.end < b.end); });
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return a.begin < b.begin || (a.begin == b.begin && a.end < b.end);
+  });
   int64_t pos = 0;
   for (const Entry& e : entries) {
     if (e.begin != pos) return bad("data ranges overlap or leave a gap at \"" + e.name + "\"");

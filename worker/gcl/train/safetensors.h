@@ -8,13 +8,13 @@
 // Also the atomic file write used by every artifact of the core.
 #pragma once
 
+#include <torch/types.h>
+
 #include <map>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -34,8 +34,8 @@ absl::StatusOr<std::string> ReadFileBytes(const std::string& path);
 // The file image. Tensors may be on any device and non-contiguous; they are
 // copied to host order. kInvalidArgument for duplicate/empty names, the name
 // "__metadata__", undefined tensors or an unsupported dtype.
-absl::StatusOr<std::string> SerializeSafetensors(const NamedTensors& tensors,
-                                                 const std::map<std::string, std::string>& metadata);
+absl::StatusOr<std::string> SerializeSafetensors(
+    const NamedTensors& tensors, const std::map<std::string, std::string>& metadata);
 
 struct ParsedSafetensors {
   NamedTensors tensors;  // CPU, in data-offset order (= write order)
