@@ -93,9 +93,8 @@ TEST(DiceTest, RejectsBadInput) {
 
 TEST(DiceTest, VolumeAndClassMeans) {
   at::Tensor perfect = Labels({1, 1, 0, 1, 1, 0}, 1, 2, 3);
-  std::vector<VolumeScore> cases = {
-      ScoreVolume(ToyPred(), ToyRef(), 3, {1, 1, 1}, false),
-      ScoreVolume(perfect, perfect, 3, {1, 1, 1}, false)};
+  std::vector<VolumeScore> cases = {ScoreVolume(ToyPred(), ToyRef(), 3, {1, 1, 1}, false),
+                                    ScoreVolume(perfect, perfect, 3, {1, 1, 1}, false)};
   // Volume 2 has only class 1: its mean is 1.
   EXPECT_DOUBLE_EQ(MeanOverVolumes(cases), ((4.0 / 6.0 + 0.8) / 2.0 + 1.0) / 2.0);
   std::vector<double> per_class = PerClassMean(cases, 3);
@@ -135,12 +134,16 @@ bool Balanced(const std::string& s) {
   for (size_t i = 0; i < s.size(); ++i) {
     char c = s[i];
     if (in_str) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_str = false;
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_str = false;
       continue;
     }
-    if (c == '"') in_str = true;
-    else if (c == '{' || c == '[') stack.push_back(c);
+    if (c == '"')
+      in_str = true;
+    else if (c == '{' || c == '[')
+      stack.push_back(c);
     else if (c == '}' || c == ']') {
       if (stack.empty() || stack.back() != (c == '}' ? '{' : '[')) return false;
       stack.pop_back();

@@ -155,21 +155,27 @@ TEST(Hd95Test, ConcentricCubes) {
   const int64_t n = 15, c = 7, ai = 2, ao = 5;
   const double h = 1.5;
   at::Tensor inner = at::zeros({n, n, n}, at::kByte), outer = at::zeros({n, n, n}, at::kByte);
-  inner.slice(0, c - ai, c + ai + 1).slice(1, c - ai, c + ai + 1).slice(2, c - ai, c + ai + 1)
+  inner.slice(0, c - ai, c + ai + 1)
+      .slice(1, c - ai, c + ai + 1)
+      .slice(2, c - ai, c + ai + 1)
       .fill_(1);
-  outer.slice(0, c - ao, c + ao + 1).slice(1, c - ao, c + ao + 1).slice(2, c - ao, c + ao + 1)
+  outer.slice(0, c - ao, c + ao + 1)
+      .slice(1, c - ao, c + ao + 1)
+      .slice(2, c - ao, c + ao + 1)
       .fill_(1);
   std::vector<double> d;
-  const int64_t inner_surface = (2 * ai + 1) * (2 * ai + 1) * (2 * ai + 1) -
-                                (2 * ai - 1) * (2 * ai - 1) * (2 * ai - 1);
+  const int64_t inner_surface =
+      (2 * ai + 1) * (2 * ai + 1) * (2 * ai + 1) - (2 * ai - 1) * (2 * ai - 1) * (2 * ai - 1);
   for (int64_t i = 0; i < inner_surface; ++i) d.push_back((ao - ai) * h);
   for (int64_t z = -ao; z <= ao; ++z)
     for (int64_t y = -ao; y <= ao; ++y)
       for (int64_t x = -ao; x <= ao; ++x) {
         if (std::max({std::abs(z), std::abs(y), std::abs(x)}) != ao) continue;
-        auto excess = [&](int64_t v) { return static_cast<double>(std::max<int64_t>(0, std::abs(v) - ai)); };
-        d.push_back(h * std::sqrt(excess(z) * excess(z) + excess(y) * excess(y) +
-                                  excess(x) * excess(x)));
+        auto excess = [&](int64_t v) {
+          return static_cast<double>(std::max<int64_t>(0, std::abs(v) - ai));
+        };
+        d.push_back(
+            h * std::sqrt(excess(z) * excess(z) + excess(y) * excess(y) + excess(x) * excess(x)));
       }
   std::sort(d.begin(), d.end());
   const double rank = 0.95 * (d.size() - 1);

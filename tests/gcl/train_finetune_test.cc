@@ -289,7 +289,8 @@ TEST(FinetuneTest, RejectsBadOptions) {
               StatusIs(absl::StatusCode::kInvalidArgument, "labeled_volumes"));
   o = TinyOptions();
   o.model.num_classes = 3;
-  EXPECT_THAT(RunFinetune(TinyDataset(), o), StatusIs(absl::StatusCode::kInvalidArgument, "classes"));
+  EXPECT_THAT(RunFinetune(TinyDataset(), o),
+              StatusIs(absl::StatusCode::kInvalidArgument, "classes"));
   o = TinyOptions();
   o.init_checkpoint = "/nonexistent/pre.ckpt";
   EXPECT_FALSE(RunFinetune(TinyDataset(), o).ok());

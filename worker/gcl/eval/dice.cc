@@ -139,9 +139,9 @@ void AccumulatedDice::Add(const VolumeScore& score) {
 std::vector<double> AccumulatedDice::PerClass() const {
   std::vector<double> out;
   for (int64_t c = 1; c < num_classes_; ++c) {
-    out.push_back(sum_[c] == 0 ? kNaN
-                               : 2.0 * static_cast<double>(intersection_[c]) /
-                                     static_cast<double>(sum_[c]));
+    out.push_back(sum_[c] == 0
+                      ? kNaN
+                      : 2.0 * static_cast<double>(intersection_[c]) / static_cast<double>(sum_[c]));
   }
   return out;
 }

@@ -83,8 +83,7 @@ void SquaredEdt(std::vector<double>& g, int64_t d, int64_t h, int64_t w,
 // both uint8 [S, H, W] contiguous, restricted to `box` (which must contain
 // every feature and query voxel, so the result is exact).
 void DirectedDistances(const uint8_t* features, const uint8_t* query, int64_t H, int64_t W,
-                       const Box& box, const std::array<double, 3>& sp,
-                       std::vector<double>& out) {
+                       const Box& box, const std::array<double, 3>& sp, std::vector<double>& out) {
   const int64_t d = box.d(), h = box.h(), w = box.w();
   std::vector<double> g(static_cast<size_t>(d * h * w));
   for (int64_t s = 0; s < d; ++s)
@@ -162,8 +161,8 @@ double Percentile(std::vector<double>& values, double q) {
 
 double Hd95(const at::Tensor& pred_mask, const at::Tensor& ref_mask,
             std::array<double, 3> spacing_zyx) {
-  TORCH_CHECK(pred_mask.sizes() == ref_mask.sizes(), "Hd95: pred ", pred_mask.sizes(),
-              " and ref ", ref_mask.sizes(), " differ in shape");
+  TORCH_CHECK(pred_mask.sizes() == ref_mask.sizes(), "Hd95: pred ", pred_mask.sizes(), " and ref ",
+              ref_mask.sizes(), " differ in shape");
   at::Tensor sp_mask = SurfaceMask(pred_mask);
   at::Tensor sr_mask = SurfaceMask(ref_mask);
   // A non-empty mask always has a non-empty surface, so this is the empty rule.

@@ -29,13 +29,27 @@ std::string JsonString(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -74,8 +88,8 @@ std::string SummaryJson(const std::vector<VolumeScore>& cases,
        << ", \"reference_file\": " << JsonString(vs.case_id) << ", \"metrics\": {";
     for (size_t c = 0; c < vs.classes.size(); ++c) {
       const ClassScore& cs = vs.classes[c];
-      os << (c ? ", " : "") << key(c) << ": {\"Dice\": "
-         << (cs.dice_valid ? JsonNumber(cs.dice) : "null")
+      os << (c ? ", " : "") << key(c)
+         << ": {\"Dice\": " << (cs.dice_valid ? JsonNumber(cs.dice) : "null")
          << ", \"HD95\": " << (cs.hd95_valid ? JsonNumber(cs.hd95) : "null")
          << ", \"n_ref\": " << cs.n_ref << ", \"n_pred\": " << cs.n_pred
          << ", \"TP\": " << cs.n_intersection << ", \"FP\": " << cs.n_pred - cs.n_intersection

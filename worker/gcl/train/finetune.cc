@@ -84,7 +84,8 @@ absl::Status WriteTextFile(const fs::path& path, const std::string& text) {
 
 double MeanOfRange(const std::vector<double>& v, size_t begin, size_t end) {
   if (begin >= end) return std::nan("");
-  return std::accumulate(v.begin() + begin, v.begin() + end, 0.0) / static_cast<double>(end - begin);
+  return std::accumulate(v.begin() + begin, v.begin() + end, 0.0) /
+         static_cast<double>(end - begin);
 }
 
 absl::Status RunFinetuneImpl(const Dataset& dataset, const FinetuneOptions& opt,
@@ -105,11 +106,13 @@ absl::Status RunFinetuneImpl(const Dataset& dataset, const FinetuneOptions& opt,
   for (size_t i : labeled) result.labeled_ids.push_back(dataset.train[i].id);
 
   const int64_t threads =
-      opt.threads > 0 ? opt.threads
-                      : std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()));
+      opt.threads > 0
+          ? opt.threads
+          : std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()));
   at::set_num_threads(static_cast<int>(threads));
 
-  const uint64_t run_seed = StreamSeed(opt.seed, RngStream::kFinetune, static_cast<uint64_t>(opt.repeat));
+  const uint64_t run_seed =
+      StreamSeed(opt.seed, RngStream::kFinetune, static_cast<uint64_t>(opt.repeat));
   // The U-Net initialiser draws from the global torch RNG (model/unet.h).
   torch::manual_seed(StreamSeed(run_seed, RngStream::kInit, 0));
   UNet model(opt.model);
@@ -137,10 +140,12 @@ absl::Status RunFinetuneImpl(const Dataset& dataset, const FinetuneOptions& opt,
   if (!opt.output_dir.empty()) {
     std::error_code ec;
     fs::create_directories(out, ec);
-    if (ec) return absl::InternalError(absl::StrCat("cannot create ", out.string(), ": ", ec.message()));
+    if (ec)
+      return absl::InternalError(absl::StrCat("cannot create ", out.string(), ": ", ec.message()));
   }
-  GCL_ASSIGN_OR_RETURN(MetricsWriter metrics,
-                       MetricsWriter::Open(opt.output_dir.empty() ? "" : (out / "metrics.jsonl").string()));
+  GCL_ASSIGN_OR_RETURN(
+      MetricsWriter metrics,
+      MetricsWriter::Open(opt.output_dir.empty() ? "" : (out / "metrics.jsonl").string()));
 
   const bool has_val = !dataset.val.empty();
   std::vector<torch::Tensor> best_state;
@@ -168,8 +173,9 @@ absl::Status RunFinetuneImpl(const Dataset& dataset, const FinetuneOptions& opt,
     torch::Tensor image = torch::stack(images).to(torch::kFloat32);
     torch::Tensor label = torch::stack(labels).to(torch::kLong);
     if (opt.augment_enabled) {
-      std::tie(image, label) = FinetuneAugment(
-          image, label, opt.augment, StreamSeed(run_seed, RngStream::kAugment, static_cast<uint64_t>(t)));
+      std::tie(image, label) =
+          FinetuneAugment(image, label, opt.augment,
+                          StreamSeed(run_seed, RngStream::kAugment, static_cast<uint64_t>(t)));
     } else {
       image = image.unsqueeze(1);
     }
@@ -196,15 +202,16 @@ absl::Status RunFinetuneImpl(const Dataset& dataset, const FinetuneOptions& opt,
     rec.Add("gcl_finetune_lr", lr);
     rec.Add("gcl_finetune_step_seconds", seconds);
 
-    const bool validate = has_val && ((opt.val_every > 0 && step % opt.val_every == 0) || step == opt.steps);
+    const bool validate =
+        has_val && ((opt.val_every > 0 && step % opt.val_every == 0) || step == opt.steps);
     if (validate) {
       const double val_dice =
           MeanOverVolumes(EvaluateVolumes(model, dataset.val, num_classes, /*compute_hd95=*/false));
       rec.Add("gcl_finetune_val_dice", val_dice);
       if (callbacks.on_validate) callbacks.on_validate(step, val_dice);
       // NaN (no valid class anywhere) never wins; strictly better keeps the earlier tie.
-      if (!std::isnan(val_dice) &&
-          (best_state.empty() || std::isnan(result.best_val_dice) || val_dice > result.best_val_dice)) {
+      if (!std::isnan(val_dice) && (best_state.empty() || std::isnan(result.best_val_dice) ||
+                                    val_dice > result.best_val_dice)) {
         result.best_val_dice = val_dice;
         result.best_step = step;
         best_state = CopyState(*model);
@@ -238,15 +245,16 @@ absl::Status RunFinetuneImpl(const Dataset& dataset, const FinetuneOptions& opt,
     meta.seed = opt.seed;
     result.best_checkpoint = (out / "best.ckpt").string();
     GCL_RETURN_IF_ERROR(WriteCheckpoint(result.best_checkpoint, tensors, meta).status());
-    GCL_RETURN_IF_ERROR(WriteTextFile(out / "summary.json",
-                                      SummaryJson(result.test_cases, dataset.class_names,
-                                                  result.hd95_unit)));
+    GCL_RETURN_IF_ERROR(
+        WriteTextFile(out / "summary.json",
+                      SummaryJson(result.test_cases, dataset.class_names, result.hd95_unit)));
     std::string j = "{\n  \"labeled_ids\": [";
     for (size_t i = 0; i < result.labeled_ids.size(); ++i) {
       j += (i ? ", " : "") + JsonQuote(result.labeled_ids[i]);
     }
     j += "],\n  \"labeled_volumes\": " + std::to_string(opt.labeled_volumes) +
-         ",\n  \"repeat\": " + std::to_string(opt.repeat) + ",\n  \"seed\": " + std::to_string(opt.seed) +
+         ",\n  \"repeat\": " + std::to_string(opt.repeat) +
+         ",\n  \"seed\": " + std::to_string(opt.seed) +
          ",\n  \"frozen_encoder\": " + (opt.frozen_encoder ? "true" : "false") +
          ",\n  \"init_checkpoint\": " + JsonQuote(opt.init_checkpoint) +
          ",\n  \"best_step\": " + std::to_string(result.best_step) +
@@ -254,7 +262,8 @@ absl::Status RunFinetuneImpl(const Dataset& dataset, const FinetuneOptions& opt,
          ",\n  \"test_mean_dice\": " + JsonNumber(result.mean_dice) +
          ",\n  \"test_mean_hd95\": " + JsonNumber(result.mean_hd95) +
          ",\n  \"hd95_unit\": " + JsonQuote(result.hd95_unit) +
-         ",\n  \"test_accumulated_dice\": " + JsonNumber(result.accumulated_dice) + ",\n  \"per_class_dice\": [";
+         ",\n  \"test_accumulated_dice\": " + JsonNumber(result.accumulated_dice) +
+         ",\n  \"per_class_dice\": [";
     for (size_t i = 0; i < result.per_class_dice.size(); ++i) {
       j += (i ? ", " : "") + JsonNumber(result.per_class_dice[i]);
     }
@@ -281,12 +290,11 @@ absl::StatusOr<std::vector<size_t>> SelectLabeledVolumes(const Dataset& dataset,
   }
   if (case_set.empty()) return absl::InvalidArgumentError("no labelled volume in the train split");
   std::vector<std::string> cases(case_set.begin(), case_set.end());  // sorted
-  const auto m = options.labeled_volumes <= 0 ? cases.size()
-                                              : static_cast<size_t>(options.labeled_volumes);
+  const auto m =
+      options.labeled_volumes <= 0 ? cases.size() : static_cast<size_t>(options.labeled_volumes);
   if (m > cases.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("labeled_volumes ", options.labeled_volumes, " > ", cases.size(),
-                     " labelled train cases"));
+    return absl::InvalidArgumentError(absl::StrCat("labeled_volumes ", options.labeled_volumes,
+                                                   " > ", cases.size(), " labelled train cases"));
   }
   std::mt19937_64 rng(StreamSeed(options.seed, RngStream::kFinetune,
                                  kSubsetIndexBase + static_cast<uint64_t>(options.repeat)));
@@ -310,7 +318,8 @@ std::vector<VolumeScore> EvaluateVolumes(UNet& model, const std::vector<Volume>&
   std::vector<VolumeScore> out;
   for (const Volume& v : volumes) {
     if (!v.has_label()) continue;
-    VolumeScore vs = ScoreVolume(PredictVolume(model, v), v.label, num_classes, v.spacing_zyx, compute_hd95);
+    VolumeScore vs =
+        ScoreVolume(PredictVolume(model, v), v.label, num_classes, v.spacing_zyx, compute_hd95);
     vs.case_id = v.id;
     out.push_back(std::move(vs));
   }
