@@ -160,12 +160,12 @@ absl::Status RunFinetuneImpl(const Dataset& dataset, const FinetuneOptions& opt,
     for (auto& group : optimizer.param_groups()) {
       static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
     }
-    // Uniform draw with replacement over the labelled slices.
+    // Uniform draw with replacement over the labelled slices; raw mt19937_64
+    // output (std distributions are implementation-defined, so not portable).
     std::mt19937_64 rng(StreamSeed(run_seed, RngStream::kSampler, static_cast<uint64_t>(t)));
-    std::uniform_int_distribution<size_t> pick(0, slices.size() - 1);
     std::vector<torch::Tensor> images, labels;
     for (int64_t b = 0; b < opt.batch; ++b) {
-      const SliceIndex& si = slices[pick(rng)];
+      const SliceIndex& si = slices[rng() % slices.size()];
       const Volume& vol = dataset.train[labeled[si.volume]];
       images.push_back(vol.image[si.slice]);
       labels.push_back(vol.label[si.slice]);
