@@ -6,4 +6,5 @@
 # testing this directory and lists subdirectories to be tested as well.
 subdirs("testing")
 subdirs("gcl")
+subdirs("integration")
 subdirs("proto")
