@@ -10,7 +10,7 @@ GCL_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libsqlite3-dev libssl-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libhdf5-dev libnifti2-dev libznz-dev libyaml-cpp-dev nlohmann-json3-dev
+  libhdf5-dev libnifti2-dev libznz-dev libyaml-cpp-dev
 )
 
 gcl_install_packages() {
