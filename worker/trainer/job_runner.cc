@@ -378,10 +378,14 @@ absl::Status RunValidateCommand(const RunFlags& flags) {
     if (data.val.empty() || data.test.empty()) {
       return absl::InvalidArgumentError("dataset: fine-tuning needs val and test volumes");
     }
+    // The same selection the runs will make, so a count the data cannot
+    // satisfy fails here and not hours into an experiment.
     for (int64_t m : spec.labeled_volumes()) {
-      if (m > static_cast<int64_t>(data.train.size())) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "labeled_volumes: %d exceeds the %d training volumes", m, data.train.size()));
+      opt.labeled_volumes = m;
+      auto selected = core::SelectLabeledVolumes(data, opt);
+      if (!selected.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("labeled_volumes: ", m, ": ", selected.status().message()));
       }
     }
   }
