@@ -14,7 +14,7 @@ cat > pre.yaml <<'Y'
 name: cli-pre
 kind: pretrain
 dataset: {format: synthetic, image_size: 32, synthetic: {patients: 6, slices: 8, seed: 3}, val_cases: 1, test_cases: 1}
-method: {variant: full, pool_k: 4}
+method: {variant: full, pool_k: 4, s2_every: 15}
 model: {base_width: 8, depth: 3, proj_dim: 16}
 train: {steps: 30, batch: 16, lr: 0.05, threads: 1, log_every: 5, checkpoint_every: 10}
 output: {dir: out/pre}
@@ -25,6 +25,7 @@ grep -q "done: 30 steps" pre.log || { cat pre.log; fail "pretrain did not report
 [ -f out/pre/checkpoints/step-00000030.ckpt.sha256 ] || fail "no checkpoint sha256 sidecar"
 [ "$(wc -l < m.jsonl)" -eq 6 ] || fail "--metrics should hold 6 records, has $(wc -l < m.jsonl)"
 grep -q '"gcl_grad_cosine"' m.jsonl || fail "metrics lack gcl_grad_cosine"
+grep -q '"gcl_gradfilter_rank_correlation"' m.jsonl || fail "metrics lack the S1-vs-S2 rank correlation"
 
 # Running the finished job again resumes from its last checkpoint and does no step.
 "$TRAIN" pretrain --spec pre.yaml --quiet > again.log 2>&1 || { cat again.log; fail "re-run failed"; }

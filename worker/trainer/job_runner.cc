@@ -156,6 +156,7 @@ absl::StatusOr<core::PretrainOptions> PretrainOptionsFromSpec(const JobSpec& spe
   o.pace = m.pace() == gcl::v1::PACE_ROOT ? core::Pace::kRoot : core::Pace::kLinear;
   o.pace_lambda0 = m.pace_lambda0();
   o.pace_gamma = m.pace_gamma();
+  o.s2_every = m.s2_every();
   switch (m.combine()) {
     case gcl::v1::COMBINE_GRAD_MITIGATOR: o.combine = core::CombineMode::kGradMitigator; break;
     case gcl::v1::COMBINE_PCGRAD: o.combine = core::CombineMode::kPCGrad; break;

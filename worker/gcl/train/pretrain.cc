@@ -253,6 +253,7 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
   const int64_t m_count = num_losses();
   std::vector<torch::Tensor> losses;
   PixelLossStats pix_total;
+  const bool log_s2 = opt.pixel_loss && opt.s2_every > 0 && (t + 1) % opt.s2_every == 0;
   for (int64_t m = 0; m < m_count; ++m) {
     torch::Tensor labels;
     if (!opt.meta_labels.empty()) labels = ViewLabels(refs, opt.meta_labels[m]);
@@ -288,6 +289,22 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
   }
 
   lap("losses");
+  if (log_s2) {
+    // Periodic check that the closed-form score S1 ranks positives like the
+    // exact last-layer gradient norms S2 (spec 6.2), on views 0 and 1.
+    S2Options so;
+    so.pool_k = opt.pool_k;
+    so.tau = opt.tau;
+    auto s2 = GradFilterS2Diagnostic(v, u, encoder->last_conv()->weight, 0, 1, so,
+                                     StreamSeed(opt.seed, RngStream::kPartners, t * 16 + 15));
+    if (s2.ok()) {
+      record->Add("gcl_gradfilter_rank_correlation", s2->rank_corr);
+    } else {
+      std::fprintf(stderr, "warning: S2 diagnostic at step %lld: %s\n", static_cast<long long>(t + 1),
+                   std::string(s2.status().message()).c_str());
+    }
+    lap("s2_diagnostic");
+  }
   // Drop last step's gradients instead of zeroing them: the mitigated ones
   // are views into one flat buffer, which zero_grad() cannot detach.
   for (auto& p : all_params) p.mutable_grad() = torch::Tensor();
@@ -426,7 +443,9 @@ absl::StatusOr<PretrainResult> Pretrainer::Run(const PretrainCallbacks& callback
   int64_t t = im.start_step;
   absl::Status status = CatchToStatus("pre-training", [&]() -> absl::Status {
     for (; t < end; ++t) {
-      const bool log = opt.log_every > 0 && ((t + 1) % opt.log_every == 0 || t + 1 == opt.steps);
+      // The S2 diagnostic's steps are always logged (see Impl::Step).
+      const bool log = (opt.log_every > 0 && ((t + 1) % opt.log_every == 0 || t + 1 == opt.steps)) ||
+                       (opt.pixel_loss && opt.s2_every > 0 && (t + 1) % opt.s2_every == 0);
       MetricsRecord record;
       const auto t0 = std::chrono::steady_clock::now();
       const double loss = im.Step(t, log, &record);

@@ -43,6 +43,7 @@ struct PretrainOptions {
   Pace pace = Pace::kLinear;
   double pace_lambda0 = 0.2;
   double pace_gamma = 1.0;
+  int64_t s2_every = 0;        // steps between S1-vs-S2 rank checks (0: never)
 
   CombineMode combine = CombineMode::kMean;
   GradMitigatorOptions mitigator;
