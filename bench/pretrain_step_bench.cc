@@ -193,6 +193,11 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
 
+  std::map<std::string, double> gm_phases;
+  const double gm = TimeVariant(*data, "multi_gm", c, &gm_phases);
+  std::printf("\nbreakdown of a `multi_gm` step (median %.4f s, logged steps):\n", gm);
+  for (const auto& [k, v] : gm_phases) std::printf("  %-10s %8.4f s  %5.1f%%\n", k.c_str(), v, 100 * v / gm);
+
   std::map<std::string, double> phases;
   const double full = TimeVariant(*data, "full", c, &phases);
   const double filter = TimeGradFilterSelection(c);

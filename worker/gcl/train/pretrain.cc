@@ -19,6 +19,7 @@
 #include "worker/gcl/gradients/pcgrad.h"
 #include "worker/gcl/losses/image_loss.h"
 #include "worker/gcl/losses/pixel_loss.h"
+#include "worker/gcl/model/memory_format.h"
 #include "worker/gcl/model/projection_head.h"
 #include "worker/gcl/train/checkpoint.h"
 #include "worker/gcl/train/safetensors.h"
@@ -128,6 +129,9 @@ absl::Status Pretrainer::Impl::Init() {
   encoder = UNetEncoder(opt.model);
   head_i = ProjectionHead(encoder->out_channels(), opt.proj_dim);
   head_p = ProjectionHead(encoder->out_channels(), opt.proj_dim);
+  ModuleToChannelsLast(*encoder);
+  ModuleToChannelsLast(*head_i);
+  ModuleToChannelsLast(*head_p);
   encoder_params = encoder->parameters();
   head_params = head_i->parameters();
   if (opt.pixel_loss) {
@@ -231,6 +235,7 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
   for (const auto& r : refs) slices.push_back(dataset->train[r.volume].image[r.slice]);
   torch::Tensor views =
       TwoViewAugment(torch::stack(slices), opt.augment, StreamSeed(opt.seed, RngStream::kAugment, t));
+  views = ToChannelsLast(views);
   lap("data");
 
   const auto feats = encoder->forward(views);
