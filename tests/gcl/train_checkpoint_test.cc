@@ -14,7 +14,7 @@
 #include "tests/testing/temp_dir.h"
 #include "worker/gcl/train/checkpoint.h"
 #include "worker/gcl/train/safetensors.h"
-#include "worker/gcl/train/sha256.h"
+#include "gcl/base/sha256.h"
 
 namespace gcl::core {
 namespace {

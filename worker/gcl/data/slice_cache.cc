@@ -1,6 +1,7 @@
 #include "worker/gcl/data/slice_cache.h"
 
-#include <openssl/sha.h>
+#include "gcl/base/sha256.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -79,17 +80,6 @@ std::vector<Volume> SplitFromIValue(const IValue& iv) {
 
 }  // namespace
 
-std::string Sha256Hex(const std::string& data) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : digest) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
-}
 
 absl::StatusOr<std::string> FileFingerprint(const std::string& path) {
   struct stat st;

@@ -26,9 +26,6 @@ namespace gcl::core {
 // Bump when the entry layout or the preprocessing changes.
 inline constexpr int kSliceCacheVersion = 1;
 
-// Hex sha256 of `data`.
-std::string Sha256Hex(const std::string& data);
-
 // "<absolute path>|<size>|<mtime ns>" of a file; kNotFound when missing.
 absl::StatusOr<std::string> FileFingerprint(const std::string& path);
 

@@ -15,7 +15,7 @@
 #include "gcl/base/status_macros.h"
 #include "gcl/base/torch_status.h"
 #include "worker/gcl/train/safetensors.h"
-#include "worker/gcl/train/sha256.h"
+#include "gcl/base/sha256.h"
 
 namespace gcl::core {
 namespace {

@@ -1,0 +1,330 @@
+// The coordinator's registry: every piece of service state lives here, in one
+// SQLite file (WAL, synchronous=FULL, busy_timeout, foreign keys on; schema
+// versions in migrations.h). A restarted coordinator rebuilds its view with
+// RecoverActive() + ListWorkers() + ListCheckpoints().
+//
+// Vocabulary (user-expectations.md §5): a *job* is the user's intent; an
+// *attempt* is one placement of it on a worker (attempt numbers 1, 2, ...);
+// a *checkpoint* is owned by an attempt. Failures (trainer failure, worker
+// lost) charge one of max_attempts; preemption does not.
+//
+// Every write is one BEGIN IMMEDIATE ... COMMIT unit that also appends its
+// job_events row(s), so the event log and the tables never disagree; a
+// rejected call writes nothing. Every value reaches SQL through bound
+// parameters. Times are integer UTC milliseconds.
+//
+// Thread-safe: one connection per Registry guarded by a mutex. Several
+// Registry handles (threads or processes) may share a file; writers wait on
+// each other up to busy_timeout_ms.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "storage/job_state.h"
+#include "storage/sqlite_db.h"
+
+namespace gcl::storage {
+
+struct RegistryOptions {
+  int busy_timeout_ms = 5000;
+  // FULL: an acknowledged SubmitJob survives power loss. NORMAL only for benches.
+  bool synchronous_full = true;
+  // Wall clock in UTC ms; tests inject a fake one.
+  std::function<int64_t()> now_ms;
+  // Seeds the job-id generator; 0 = from std::random_device.
+  uint64_t id_seed = 0;
+};
+
+struct NewJob {
+  std::string name;
+  std::string kind;          // "pretrain" | "finetune" | "experiment" (opaque here)
+  std::string owner;         // authenticated user; "" when auth is off
+  int32_t priority = 0;      // higher runs first
+  std::string spec_blob;     // serialized gcl.v1.JobSpec (opaque bytes)
+  std::string spec_text;     // human-readable copy (YAML/JSON) for `gclctl get`
+  int32_t max_attempts = 3;  // REQUIRES >= 1
+  int64_t devices = 1;       // REQUIRES >= 0
+  std::string parent_id;     // experiment parent, "" for none (must exist)
+  std::string reason;        // initial QUEUED reason; "" -> "waiting for a worker"
+};
+
+struct JobRecord {
+  std::string id;  // "j-" + 12 lowercase hex
+  std::string name;
+  std::string kind;
+  std::string owner;
+  int32_t priority = 0;
+  std::string spec_blob;
+  std::string spec_text;
+  JobState state = JobState::kQueued;
+  std::string reason;        // why it is in `state` (set for every non-terminal state)
+  int32_t attempt = 0;       // placements so far; the current/last attempt number
+  int32_t failures = 0;      // charged failures (<= max_attempts)
+  int32_t max_attempts = 3;
+  int64_t devices = 1;
+  int64_t submit_seq = 0;    // FIFO order within a priority
+  int64_t created_ms = 0, updated_ms = 0, queued_ms = 0;  // queued_ms: last entry into QUEUED
+  std::string parent_id;
+  int64_t progress_step = 0, progress_total = 0;
+};
+
+struct JobFilter {
+  std::vector<JobState> states;  // empty = any
+  std::string owner;             // "" = any
+  std::string kind;              // "" = any
+  std::string parent_id;         // "" = any
+  int page_size = 100;           // clamped to [1, 1000]
+  std::string page_token;        // from JobPage::next_page_token; "" = first page
+};
+
+// Newest first (created_ms DESC, id DESC). Keyset paging: a job created
+// after the first page was read never shifts later pages.
+struct JobPage {
+  std::vector<JobRecord> jobs;
+  std::string next_page_token;  // "" on the last page
+};
+
+struct JobEvent {
+  int64_t seq = 0;  // global, strictly increasing
+  std::string job_id;
+  int64_t at_ms = 0;
+  std::string kind;  // submitted | state | reason | checkpoint | retention | <caller's, AppendEvent>
+  std::string from_state, to_state;  // ToString(JobState) or ""
+  std::string reason;
+  int32_t attempt = 0;
+  std::string payload_json = "{}";
+};
+
+struct AttemptRecord {
+  std::string job_id;
+  int32_t attempt = 0;
+  std::string worker_id;
+  AttemptState state = AttemptState::kRunning;
+  int64_t started_ms = 0;
+  std::optional<int64_t> ended_ms;
+  std::optional<int32_t> exit_code;
+  std::string reason;
+};
+
+struct AttemptOutcome {
+  AttemptState state = AttemptState::kFailed;  // not kRunning
+  std::optional<int32_t> exit_code;
+  std::string reason;  // e.g. "exit code 1: CUDA out of memory"
+};
+
+enum class WorkerState { kAlive, kLost };
+struct WorkerRecord {
+  std::string id;
+  std::string address;
+  int64_t devices = 0;
+  int64_t memory_bytes = 0;
+  std::string labels_json = "{}";
+  WorkerState state = WorkerState::kAlive;
+  int64_t registered_ms = 0, last_seen_ms = 0, lease_expiry_ms = 0;
+};
+
+enum class CheckpointState { kActive, kCompleted, kError, kDeleted };
+std::string_view ToString(CheckpointState state);
+
+struct CheckpointRecord {
+  int64_t id = 0;  // assigned by AddCheckpoint
+  std::string job_id;
+  int32_t attempt = 0;
+  int64_t step = 0;
+  std::string path;    // relative to the artifact store root
+  std::string sha256;  // 64 lowercase hex
+  int64_t bytes = 0;
+  std::string metric_name;             // e.g. "val_dice"; "" when none
+  std::optional<double> metric_value;  // nullopt when not measured
+  CheckpointState state = CheckpointState::kCompleted;
+  std::optional<int64_t> parent_checkpoint;  // lineage: the checkpoint it resumed/fine-tuned from
+  int64_t created_ms = 0;
+};
+
+// One Dice (and optionally HD95) of one class on one test case.
+struct ResultRecord {
+  std::string job_id;
+  std::string variant;  // e.g. "gcl", "baseline"
+  int32_t m_lab = 0;    // labelled volumes
+  int32_t repeat = 0;
+  std::string case_id;
+  std::string class_name;  // "RV", "Myo", "LV", or "mean"
+  double dice = 0;
+  std::optional<double> hd95;
+  int64_t n_ref = 0, n_pred = 0;
+};
+
+// Per (variant, m_lab, class_name): each repeat's mean over cases, then the
+// mean and the sample standard deviation (n-1; 0 for one repeat) over repeats.
+struct ResultSummary {
+  std::string variant;
+  int32_t m_lab = 0;
+  std::string class_name;
+  int32_t repeats = 0;
+  int64_t cases = 0;  // rows summarised
+  double dice_mean = 0, dice_std = 0;
+  std::optional<double> hd95_mean, hd95_std;  // over repeats with any HD95
+};
+
+struct MetricSummary {
+  std::string job_id, name, labels_json;
+  double value = 0;
+  int64_t updated_ms = 0;
+};
+
+class Registry {
+ public:
+  // Opens/creates the file and migrates it to HeadVersion(). A file with a
+  // newer schema is refused (kFailedPrecondition naming both versions).
+  static absl::StatusOr<std::unique_ptr<Registry>> Open(const std::string& path,
+                                                         RegistryOptions options = {});
+  ~Registry();
+
+  // ---- jobs ----
+  // QUEUED with reason (default "waiting for a worker"), attempt 0; event
+  // "submitted". kInvalidArgument for empty name/kind, max_attempts < 1,
+  // devices < 0; kNotFound for an unknown parent_id.
+  absl::StatusOr<JobRecord> CreateJob(const NewJob& job);
+  // All or none, in one transaction (experiment expansion, bulk loads).
+  absl::StatusOr<std::vector<JobRecord>> CreateJobs(const std::vector<NewJob>& jobs);
+  absl::StatusOr<JobRecord> GetJob(std::string_view id);  // kNotFound
+  // kInvalidArgument for a malformed page_token.
+  absl::StatusOr<JobPage> ListJobs(const JobFilter& filter);
+  // Moves the job to `to` (legal edges in job_state.h, else
+  // kFailedPrecondition and nothing written) and appends a "state" event.
+  // expected_attempt >= 0 guards against stale reports: kFailedPrecondition
+  // when the job's attempt differs. Entering QUEUED requires a non-empty
+  // reason (kInvalidArgument). Entering a terminal state closes a RUNNING
+  // attempt (SUCCEEDED/FAILED/CANCELLED).
+  absl::Status Transition(std::string_view id, JobState to, std::string_view reason,
+                          int64_t expected_attempt = -1);
+  // Updates the reason of a non-terminal job (e.g. "needs 4 devices; largest
+  // worker has 2"); appends a "reason" event only when it changed.
+  absl::Status SetReason(std::string_view id, std::string_view reason);
+  // Progress columns (no event: progress flows to WatchJob through the
+  // coordinator's memory; the registry keeps the latest for GetJob).
+  absl::Status SetProgress(std::string_view id, int64_t step, int64_t total);
+  // Appends a caller-defined event (kind not empty), e.g. "checkpoint".
+  absl::StatusOr<int64_t> AppendEvent(std::string_view job_id, std::string_view kind,
+                                      std::string_view reason, std::string_view payload_json = "{}");
+
+  // ---- attempts ----
+  // QUEUED|SCHEDULED -> RUNNING: attempt + 1, an attempts row on worker_id,
+  // a "state" event (payload {"worker_id": ...}). Returns the new attempt number.
+  // kFailedPrecondition from other states or when failures >= max_attempts.
+  absl::StatusOr<int32_t> StartAttempt(std::string_view job_id, std::string_view worker_id);
+  // Closes attempt `attempt` (must be the job's current, still RUNNING
+  // attempt; else kFailedPrecondition: a stale report) and moves the job:
+  //   SUCCEEDED -> SUCCEEDED; CANCELLED -> CANCELLED;
+  //   FAILED/LOST -> failures + 1; QUEUED if failures < max_attempts else FAILED;
+  //   PREEMPTED -> QUEUED (no charge).
+  // A CANCELLING job ends CANCELLED unless the attempt SUCCEEDED.
+  // Returns the job after the move.
+  absl::StatusOr<JobRecord> FinishAttempt(std::string_view job_id, int32_t attempt,
+                                          const AttemptOutcome& outcome);
+  // The job lost its placement (worker gone, placement undone): closes a
+  // RUNNING attempt as LOST and charges it (QUEUED while failures <
+  // max_attempts, else FAILED); a SCHEDULED job without a running attempt
+  // goes back to QUEUED uncharged. Returns the job after the move.
+  absl::StatusOr<JobRecord> Requeue(std::string_view job_id, std::string_view reason);
+  absl::StatusOr<std::vector<AttemptRecord>> ListAttempts(std::string_view job_id);
+
+  // Queued jobs in scheduling order (priority DESC, then FIFO by submission:
+  // a requeued job keeps its place). limit <= 0: all.
+  absl::StatusOr<std::vector<JobRecord>> ListQueued(int limit = 0);
+  // jobs_ahead of a QUEUED job in that order (0 = next); kFailedPrecondition
+  // when the job is not QUEUED.
+  absl::StatusOr<int64_t> QueuePosition(std::string_view job_id);
+  // Every non-terminal job (QUEUED, SCHEDULED, RUNNING, CANCELLING), oldest
+  // first: what a restarted coordinator must re-adopt or re-schedule.
+  absl::StatusOr<std::vector<JobRecord>> RecoverActive();
+
+  // ---- events ----
+  // Events of job_id with seq > after_seq in seq order, at most `limit`
+  // (<= 0: 1000). kNotFound for an unknown job.
+  absl::StatusOr<std::vector<JobEvent>> EventsAfter(std::string_view job_id, int64_t after_seq,
+                                                    int limit = 1000);
+
+  // ---- workers ----
+  // Insert or replace (a re-registering worker becomes ALIVE again; its
+  // registered_ms is kept).
+  absl::Status UpsertWorker(const WorkerRecord& worker);
+  // Renews the lease (last_seen = now); kNotFound for unknown workers,
+  // kFailedPrecondition for a LOST one (it must re-register).
+  absl::Status TouchWorker(std::string_view worker_id, int64_t lease_expiry_ms);
+  absl::StatusOr<WorkerRecord> GetWorker(std::string_view worker_id);
+  absl::StatusOr<std::vector<WorkerRecord>> ListWorkers();
+  // Marks the worker LOST and, in the same transaction, requeues every job
+  // with a RUNNING attempt on it (as Requeue). Returns those job ids.
+  absl::StatusOr<std::vector<std::string>> MarkWorkerLost(std::string_view worker_id,
+                                                          std::string_view reason);
+
+  // ---- checkpoints ----
+  // Records a checkpoint (id and created_ms assigned; "checkpoint" event).
+  // kInvalidArgument for a sha256 that is not 64 hex, bytes < 0, step < 0.
+  absl::StatusOr<CheckpointRecord> AddCheckpoint(const CheckpointRecord& ckpt);
+  absl::StatusOr<CheckpointRecord> GetCheckpoint(int64_t id);
+  // Not DELETED ones, by step then id.
+  absl::StatusOr<std::vector<CheckpointRecord>> ListCheckpoints(std::string_view job_id);
+  // The COMPLETED one with the highest step (resume point); kNotFound if none.
+  absl::StatusOr<CheckpointRecord> NewestCheckpoint(std::string_view job_id);
+  // Retention among the job's COMPLETED checkpoints: keeps the newest
+  // max(keep_newest, 1) by step and the best by metric_value (highest or
+  // lowest; only finite values count); ERROR ones are always released.
+  // Marks the rest DELETED and returns them (the caller removes the files).
+  // Never deletes the best, never the only COMPLETED one.
+  absl::StatusOr<std::vector<CheckpointRecord>> ApplyRetention(std::string_view job_id,
+                                                               int keep_newest,
+                                                               bool higher_is_better);
+
+  // ---- results and metrics ----
+  // Insert or replace on (job, variant, m_lab, repeat, case, class).
+  absl::Status AddResults(const std::vector<ResultRecord>& results);
+  absl::Status AddResult(const ResultRecord& result) { return AddResults({result}); }
+  // Rows of the job itself or of its direct children (experiment parent).
+  absl::StatusOr<std::vector<ResultRecord>> ListResults(std::string_view job_id_or_parent);
+  // Ordered by variant, m_lab, class_name.
+  absl::StatusOr<std::vector<ResultSummary>> SummarizeResults(std::string_view job_id_or_parent);
+  absl::Status PutMetricSummary(std::string_view job_id, std::string_view name,
+                                std::string_view labels_json, double value);
+  absl::StatusOr<std::vector<MetricSummary>> ListMetricSummaries(std::string_view job_id);
+
+  int64_t NowMs() const;
+
+ private:
+  Registry(std::unique_ptr<Db> db, RegistryOptions options);
+  std::string NewJobIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<JobRecord> CreateJobLocked(const NewJob& job, int64_t now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<JobRecord> GetJobLocked(std::string_view id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status MoveJobLocked(const JobRecord& job, JobState to, std::string_view reason,
+                             int32_t failures, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CloseAttemptLocked(std::string_view job_id, int32_t attempt,
+                                  const AttemptOutcome& outcome, int64_t now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<JobRecord> FinishAttemptLocked(const JobRecord& job, const AttemptOutcome& outcome,
+                                                int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<JobRecord> RequeueLocked(std::string_view job_id, std::string_view reason,
+                                          int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<int64_t> AppendEventLocked(const JobEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::vector<JobRecord>> QueryJobsLocked(std::string_view sql)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  std::unique_ptr<Db> db_ ABSL_GUARDED_BY(mu_);
+  RegistryOptions options_;
+  std::mt19937_64 id_rng_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace gcl::storage

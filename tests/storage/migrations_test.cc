@@ -1,0 +1,155 @@
+#include "storage/migrations.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "storage/registry.h"
+#include "storage/sqlite_db.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace gcl::storage {
+namespace {
+
+using ::gcl::testing::IsOk;
+using ::gcl::testing::StatusIs;
+
+bool TableExists(Db& db, const std::string& name) {
+  auto st = db.Prepare("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name=?1");
+  EXPECT_TRUE(st.ok());
+  st->Bind(1, name);
+  auto row = st->Step();
+  return row.ok() && *row && st->ColumnInt64(0) == 1;
+}
+
+TEST(MigrationsTest, VersionsAreConsecutive) {
+  const auto& all = Migrations();
+  ASSERT_FALSE(all.empty());
+  for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].version, static_cast<int>(i) + 1);
+  EXPECT_EQ(HeadVersion(), static_cast<int>(all.size()));
+}
+
+TEST(MigrationsTest, EmptyToHeadSetsUserVersionAndTables) {
+  gcl::testing::TempDir dir;
+  GCL_ASSERT_OK_AND_ASSIGN(auto db, Db::Open((dir.path() / "r.db").string()));
+  GCL_ASSERT_OK_AND_ASSIGN(int v0, SchemaVersion(*db));
+  EXPECT_EQ(v0, 0);
+  ASSERT_THAT(Migrate(*db), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(int v, SchemaVersion(*db));
+  EXPECT_EQ(v, HeadVersion());
+  for (const char* t : {"jobs", "job_events", "workers", "attempts", "checkpoints", "results",
+                        "metrics_summaries"}) {
+    EXPECT_TRUE(TableExists(*db, t)) << t;
+  }
+  // STRICT: a text in an INTEGER column is rejected.
+  EXPECT_FALSE(db->Exec("INSERT INTO workers(id,devices,state,registered_ms,last_seen_ms,lease_expiry_ms) "
+                        "VALUES('w','many','ALIVE',0,0,0)")
+                   .ok());
+  // CHECK on the enum column.
+  EXPECT_FALSE(db->Exec("INSERT INTO workers(id,devices,state,registered_ms,last_seen_ms,lease_expiry_ms) "
+                        "VALUES('w',1,'ZOMBIE',0,0,0)")
+                   .ok());
+}
+
+TEST(MigrationsTest, ReopenIsIdempotent) {
+  gcl::testing::TempDir dir;
+  const std::string path = (dir.path() / "r.db").string();
+  {
+    GCL_ASSERT_OK_AND_ASSIGN(auto reg, Registry::Open(path));
+    NewJob j;
+    j.name = "a";
+    j.kind = "pretrain";
+    ASSERT_THAT(reg->CreateJob(j), IsOk());
+  }
+  for (int i = 0; i < 2; ++i) {
+    GCL_ASSERT_OK_AND_ASSIGN(auto reg, Registry::Open(path));
+    GCL_ASSERT_OK_AND_ASSIGN(JobPage page, reg->ListJobs({}));
+    EXPECT_EQ(page.jobs.size(), 1u);
+  }
+  GCL_ASSERT_OK_AND_ASSIGN(auto db, Db::Open(path));
+  GCL_ASSERT_OK_AND_ASSIGN(int v, SchemaVersion(*db));
+  EXPECT_EQ(v, HeadVersion());
+  ASSERT_THAT(Migrate(*db), IsOk());  // nothing to do
+}
+
+TEST(MigrationsTest, V1FileWithDataMigratesToHead) {
+  gcl::testing::TempDir dir;
+  const std::string path = (dir.path() / "r.db").string();
+  {
+    GCL_ASSERT_OK_AND_ASSIGN(auto db, Db::Open(path));
+    ASSERT_THAT(Migrate(*db, 1), IsOk());
+    GCL_ASSERT_OK_AND_ASSIGN(int v, SchemaVersion(*db));
+    ASSERT_EQ(v, 1);
+    EXPECT_FALSE(TableExists(*db, "metrics_summaries"));
+    ASSERT_THAT(db->Exec("INSERT INTO jobs(id,name,kind,spec_blob,state,reason,submit_seq,created_ms,"
+                         "updated_ms,queued_ms) VALUES('j-000000000001','old','pretrain',x'0102',"
+                         "'QUEUED','waiting for a worker',1,10,10,10)"),
+                IsOk());
+  }
+  GCL_ASSERT_OK_AND_ASSIGN(auto reg, Registry::Open(path));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord job, reg->GetJob("j-000000000001"));
+  EXPECT_EQ(job.name, "old");
+  EXPECT_EQ(job.spec_blob, std::string("\x01\x02", 2));
+  ASSERT_THAT(reg->PutMetricSummary(job.id, "final_loss", "{}", 0.25), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(auto db, Db::Open(path));
+  GCL_ASSERT_OK_AND_ASSIGN(int v, SchemaVersion(*db));
+  EXPECT_EQ(v, HeadVersion());
+}
+
+TEST(MigrationsTest, NewerDatabaseIsRefused) {
+  gcl::testing::TempDir dir;
+  const std::string path = (dir.path() / "r.db").string();
+  {
+    GCL_ASSERT_OK_AND_ASSIGN(auto db, Db::Open(path));
+    ASSERT_THAT(db->Exec("PRAGMA user_version = 999"), IsOk());
+  }
+  auto reg = Registry::Open(path);
+  EXPECT_THAT(reg, StatusIs(absl::StatusCode::kFailedPrecondition, "schema version 999"));
+  EXPECT_THAT(reg, StatusIs(absl::StatusCode::kFailedPrecondition,
+                            "knows up to version " + std::to_string(HeadVersion())));
+}
+
+TEST(MigrationsTest, PragmasAreOn) {
+  gcl::testing::TempDir dir;
+  GCL_ASSERT_OK_AND_ASSIGN(auto db, Db::Open((dir.path() / "r.db").string()));
+  GCL_ASSERT_OK_AND_ASSIGN(std::string mode, db->QueryText("PRAGMA journal_mode"));
+  EXPECT_EQ(mode, "wal");
+  GCL_ASSERT_OK_AND_ASSIGN(int64_t fk, db->QueryInt64("PRAGMA foreign_keys"));
+  EXPECT_EQ(fk, 1);
+  GCL_ASSERT_OK_AND_ASSIGN(int64_t sync, db->QueryInt64("PRAGMA synchronous"));
+  EXPECT_EQ(sync, 2);  // FULL
+  GCL_ASSERT_OK_AND_ASSIGN(int64_t busy, db->QueryInt64("PRAGMA busy_timeout"));
+  EXPECT_EQ(busy, 5000);
+}
+
+TEST(SqliteDbTest, TransactionRollsBackUnlessCommitted) {
+  gcl::testing::TempDir dir;
+  GCL_ASSERT_OK_AND_ASSIGN(auto db, Db::Open((dir.path() / "t.db").string()));
+  ASSERT_THAT(db->Exec("CREATE TABLE t(x INTEGER) STRICT"), IsOk());
+  {
+    GCL_ASSERT_OK_AND_ASSIGN(Transaction tx, Transaction::Begin(*db));
+    ASSERT_THAT(db->Exec("INSERT INTO t VALUES(1)"), IsOk());
+  }  // no commit
+  EXPECT_FALSE(db->InTransaction());
+  GCL_ASSERT_OK_AND_ASSIGN(int64_t n, db->QueryInt64("SELECT COUNT(*) FROM t"));
+  EXPECT_EQ(n, 0);
+  {
+    GCL_ASSERT_OK_AND_ASSIGN(Transaction tx, Transaction::Begin(*db));
+    GCL_ASSERT_OK_AND_ASSIGN(Statement st, db->Prepare("INSERT INTO t VALUES(?1)"));
+    st.Bind(1, int64_t{7});
+    ASSERT_THAT(st.Run(), IsOk());
+    ASSERT_THAT(tx.Commit(), IsOk());
+  }
+  GCL_ASSERT_OK_AND_ASSIGN(int64_t sum, db->QueryInt64("SELECT SUM(x) FROM t"));
+  EXPECT_EQ(sum, 7);
+  // Values are bound, never spliced: a quote is data.
+  GCL_ASSERT_OK_AND_ASSIGN(Statement q, db->Prepare("SELECT ?1"));
+  q.Bind(1, "'); DROP TABLE t; --");
+  GCL_ASSERT_OK_AND_ASSIGN(bool row, q.Step());
+  ASSERT_TRUE(row);
+  EXPECT_EQ(q.ColumnText(0), "'); DROP TABLE t; --");
+}
+
+}  // namespace
+}  // namespace gcl::storage

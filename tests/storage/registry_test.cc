@@ -1,0 +1,518 @@
+#include "storage/registry.h"
+
+#include <atomic>
+#include <cmath>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace gcl::storage {
+namespace {
+
+using ::gcl::testing::IsOk;
+using ::gcl::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+class RegistryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = (dir_.path() / "registry.db").string();
+    GCL_ASSERT_OK_AND_ASSIGN(reg_, Registry::Open(path_, Options()));
+  }
+  RegistryOptions Options() {
+    RegistryOptions o;
+    o.now_ms = [this] { return clock_.load(); };
+    o.id_seed = 42;
+    return o;
+  }
+  NewJob Job(const std::string& name, int32_t priority = 0, int32_t max_attempts = 3) {
+    NewJob j;
+    j.name = name;
+    j.kind = "pretrain";
+    j.owner = "alice";
+    j.priority = priority;
+    j.spec_blob = std::string("\x08\x01\x00\xff", 4);
+    j.spec_text = "name: " + name + "\n";
+    j.max_attempts = max_attempts;
+    return j;
+  }
+  std::vector<std::string> EventKinds(const std::string& id) {
+    auto ev = reg_->EventsAfter(id, 0, 0);
+    EXPECT_TRUE(ev.ok());
+    std::vector<std::string> out;
+    for (const JobEvent& e : *ev) out.push_back(e.kind + ":" + e.to_state);
+    return out;
+  }
+
+  gcl::testing::TempDir dir_;
+  std::string path_;
+  std::atomic<int64_t> clock_{1000};
+  std::unique_ptr<Registry> reg_;
+};
+
+TEST_F(RegistryTest, CreateAndGet) {
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord j, reg_->CreateJob(Job("a")));
+  EXPECT_THAT(j.id, ::testing::MatchesRegex("j-[0-9a-f]{12}"));
+  EXPECT_EQ(j.state, JobState::kQueued);
+  EXPECT_EQ(j.reason, "waiting for a worker");
+  EXPECT_EQ(j.attempt, 0);
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord g, reg_->GetJob(j.id));
+  EXPECT_EQ(g.name, "a");
+  EXPECT_EQ(g.kind, "pretrain");
+  EXPECT_EQ(g.owner, "alice");
+  EXPECT_EQ(g.spec_blob, std::string("\x08\x01\x00\xff", 4));
+  EXPECT_EQ(g.spec_text, "name: a\n");
+  EXPECT_EQ(g.created_ms, 1000);
+  EXPECT_EQ(g.queued_ms, 1000);
+  EXPECT_EQ(g.max_attempts, 3);
+  EXPECT_THAT(EventKinds(j.id), ElementsAre("submitted:QUEUED"));
+  EXPECT_THAT(reg_->GetJob("j-nope"), StatusIs(absl::StatusCode::kNotFound, "j-nope"));
+
+  NewJob bad = Job("");
+  EXPECT_THAT(reg_->CreateJob(bad), StatusIs(absl::StatusCode::kInvalidArgument, "name"));
+  bad = Job("x", 0, 0);
+  EXPECT_THAT(reg_->CreateJob(bad), StatusIs(absl::StatusCode::kInvalidArgument, "max_attempts"));
+  bad = Job("x");
+  bad.parent_id = "j-missing";
+  EXPECT_THAT(reg_->CreateJob(bad), StatusIs(absl::StatusCode::kNotFound, "parent"));
+}
+
+TEST_F(RegistryTest, IllegalTransitionRejectedAndNothingWritten) {
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord j, reg_->CreateJob(Job("a")));
+  ASSERT_THAT(reg_->Transition(j.id, JobState::kCancelled, "user cancelled"), IsOk());
+  clock_ = 2000;
+  EXPECT_THAT(reg_->Transition(j.id, JobState::kQueued, "again"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "CANCELLED -> QUEUED"));
+  EXPECT_THAT(reg_->StartAttempt(j.id, "w1"), StatusIs(absl::StatusCode::kFailedPrecondition, "illegal"));
+  EXPECT_THAT(reg_->Transition(j.id, JobState::kRunning, "x"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "StartAttempt"));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord g, reg_->GetJob(j.id));
+  EXPECT_EQ(g.state, JobState::kCancelled);
+  EXPECT_EQ(g.reason, "user cancelled");
+  EXPECT_EQ(g.updated_ms, 1000);
+  EXPECT_THAT(EventKinds(j.id), ElementsAre("submitted:QUEUED", "state:CANCELLED"));
+  GCL_ASSERT_OK_AND_ASSIGN(auto attempts, reg_->ListAttempts(j.id));
+  EXPECT_TRUE(attempts.empty());
+
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord k, reg_->CreateJob(Job("b")));
+  EXPECT_THAT(reg_->Transition(k.id, JobState::kQueued, "x"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "QUEUED -> QUEUED"));
+  EXPECT_THAT(reg_->Transition(k.id, JobState::kSucceeded, "x"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "QUEUED -> SUCCEEDED"));
+  EXPECT_THAT(reg_->Transition(k.id, JobState::kScheduled, "placed", /*expected_attempt=*/3),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "attempt 0"));
+}
+
+TEST(JobStateTest, TableAndNames) {
+  for (int i = 0; i < kNumJobStates; ++i) {
+    JobState s = static_cast<JobState>(i);
+    GCL_ASSERT_OK_AND_ASSIGN(JobState back, ParseJobState(ToString(s)));
+    EXPECT_EQ(back, s);
+    EXPECT_FALSE(IsLegalTransition(s, s));
+    if (IsTerminal(s)) {
+      for (int t = 0; t < kNumJobStates; ++t) EXPECT_FALSE(IsLegalTransition(s, static_cast<JobState>(t)));
+    }
+  }
+  EXPECT_EQ(*ParseJobState("canceled"), JobState::kCancelled);
+  EXPECT_FALSE(ParseJobState("PAUSED").ok());
+  EXPECT_TRUE(IsLegalTransition(JobState::kRunning, JobState::kQueued));
+  EXPECT_TRUE(IsLegalTransition(JobState::kCancelling, JobState::kCancelled));
+  EXPECT_FALSE(IsLegalTransition(JobState::kQueued, JobState::kCancelling));
+}
+
+TEST_F(RegistryTest, AttemptsAndRequeueUpToMaxAttemptsThenFailed) {
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord j, reg_->CreateJob(Job("a", 0, /*max_attempts=*/2)));
+  GCL_ASSERT_OK_AND_ASSIGN(int32_t a1, reg_->StartAttempt(j.id, "w1"));
+  EXPECT_EQ(a1, 1);
+  // A preemption does not charge an attempt.
+  clock_ = 1500;
+  ASSERT_THAT(reg_->Transition(j.id, JobState::kQueued, "preempted by higher priority"), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord p, reg_->GetJob(j.id));
+  EXPECT_EQ(p.failures, 0);
+  EXPECT_EQ(p.queued_ms, 1500);
+  GCL_ASSERT_OK_AND_ASSIGN(int32_t a2, reg_->StartAttempt(j.id, "w2"));
+  EXPECT_EQ(a2, 2);
+  // A stale report for attempt 1 is refused.
+  AttemptOutcome fail{AttemptState::kFailed, 1, "exit code 1"};
+  EXPECT_THAT(reg_->FinishAttempt(j.id, 1, fail), StatusIs(absl::StatusCode::kFailedPrecondition, "stale"));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord r1, reg_->FinishAttempt(j.id, 2, fail));
+  EXPECT_EQ(r1.state, JobState::kQueued);
+  EXPECT_EQ(r1.failures, 1);
+  EXPECT_THAT(r1.reason, HasSubstr("retrying"));
+  EXPECT_THAT(r1.reason, HasSubstr("1/2"));
+  GCL_ASSERT_OK_AND_ASSIGN(int32_t a3, reg_->StartAttempt(j.id, "w1"));
+  EXPECT_EQ(a3, 3);
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord r2, reg_->Requeue(j.id, "worker w1 lost"));
+  EXPECT_EQ(r2.state, JobState::kFailed);
+  EXPECT_EQ(r2.failures, 2);
+  EXPECT_THAT(r2.reason, HasSubstr("max_attempts"));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord g, reg_->GetJob(j.id));
+  EXPECT_EQ(g.state, JobState::kFailed);
+  EXPECT_EQ(g.attempt, 3);
+
+  GCL_ASSERT_OK_AND_ASSIGN(auto attempts, reg_->ListAttempts(j.id));
+  ASSERT_EQ(attempts.size(), 3u);
+  EXPECT_EQ(attempts[0].state, AttemptState::kPreempted);
+  EXPECT_EQ(attempts[0].worker_id, "w1");
+  EXPECT_EQ(attempts[1].state, AttemptState::kFailed);
+  EXPECT_EQ(attempts[1].exit_code, 1);
+  EXPECT_EQ(attempts[2].state, AttemptState::kLost);
+  EXPECT_FALSE(attempts[2].exit_code.has_value());
+  EXPECT_TRUE(attempts[2].ended_ms.has_value());
+  EXPECT_THAT(EventKinds(j.id),
+              ElementsAre("submitted:QUEUED", "state:RUNNING", "state:QUEUED", "state:RUNNING", "state:QUEUED",
+                          "state:RUNNING", "state:FAILED"));
+}
+
+TEST_F(RegistryTest, SuccessAndCancellingPaths) {
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord j, reg_->CreateJob(Job("a")));
+  ASSERT_THAT(reg_->Transition(j.id, JobState::kScheduled, "placed on w1"), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(int32_t a, reg_->StartAttempt(j.id, "w1"));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord done, reg_->FinishAttempt(j.id, a, {AttemptState::kSucceeded, 0, ""}));
+  EXPECT_EQ(done.state, JobState::kSucceeded);
+
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord k, reg_->CreateJob(Job("b")));
+  GCL_ASSERT_OK_AND_ASSIGN(int32_t b, reg_->StartAttempt(k.id, "w1"));
+  ASSERT_THAT(reg_->Transition(k.id, JobState::kCancelling, "cancel requested by alice"), IsOk());
+  // The killed trainer reports a failure: the job ends CANCELLED, uncharged.
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord c, reg_->FinishAttempt(k.id, b, {AttemptState::kFailed, 137, "killed"}));
+  EXPECT_EQ(c.state, JobState::kCancelled);
+}
+
+TEST_F(RegistryTest, EventsReplayInOrderAfterSeq) {
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord j, reg_->CreateJob(Job("a")));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord other, reg_->CreateJob(Job("b")));
+  ASSERT_THAT(reg_->SetReason(j.id, "needs 4 devices; largest worker has 2"), IsOk());
+  ASSERT_THAT(reg_->SetReason(j.id, "needs 4 devices; largest worker has 2"), IsOk());  // no new event
+  ASSERT_THAT(reg_->StartAttempt(other.id, "w9"), IsOk());
+  ASSERT_THAT(reg_->StartAttempt(j.id, "w1"), IsOk());
+  ASSERT_THAT(reg_->AppendEvent(j.id, "note", "hello", "{\"k\":1}"), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(auto all, reg_->EventsAfter(j.id, 0));
+  ASSERT_EQ(all.size(), 4u);
+  for (size_t i = 1; i < all.size(); ++i) EXPECT_GT(all[i].seq, all[i - 1].seq);
+  EXPECT_EQ(all[1].kind, "reason");
+  EXPECT_EQ(all[2].from_state, "QUEUED");
+  EXPECT_EQ(all[2].to_state, "RUNNING");
+  EXPECT_EQ(all[2].attempt, 1);
+  EXPECT_EQ(all[2].payload_json, "{\"worker_id\":\"w1\"}");
+  EXPECT_EQ(all[3].payload_json, "{\"k\":1}");
+  GCL_ASSERT_OK_AND_ASSIGN(auto tail, reg_->EventsAfter(j.id, all[1].seq));
+  ASSERT_EQ(tail.size(), 2u);
+  EXPECT_EQ(tail[0].seq, all[2].seq);
+  GCL_ASSERT_OK_AND_ASSIGN(auto limited, reg_->EventsAfter(j.id, 0, 2));
+  EXPECT_EQ(limited.size(), 2u);
+  GCL_ASSERT_OK_AND_ASSIGN(auto none, reg_->EventsAfter(j.id, all.back().seq));
+  EXPECT_TRUE(none.empty());
+  EXPECT_THAT(reg_->EventsAfter("j-missing", 0), StatusIs(absl::StatusCode::kNotFound, ""));
+}
+
+TEST_F(RegistryTest, ListPagingIsStableAndFiltered) {
+  std::set<std::string> ids;
+  for (int i = 0; i < 25; ++i) {
+    clock_ = 1000 + i / 3;  // ties in created_ms exercise the id tiebreak
+    NewJob nj = Job("j" + std::to_string(i));
+    if (i % 5 == 0) nj.kind = "finetune";
+    GCL_ASSERT_OK_AND_ASSIGN(JobRecord j, reg_->CreateJob(nj));
+    ids.insert(j.id);
+  }
+  std::vector<std::string> seen;
+  JobFilter f;
+  f.page_size = 7;
+  int pages = 0;
+  while (true) {
+    GCL_ASSERT_OK_AND_ASSIGN(JobPage page, reg_->ListJobs(f));
+    ++pages;
+    for (const JobRecord& j : page.jobs) seen.push_back(j.id);
+    if (pages == 1) {
+      // A job submitted meanwhile does not shift later pages (newest first).
+      clock_ = 5000;
+      ASSERT_THAT(reg_->CreateJob(Job("late")), IsOk());
+    }
+    if (page.next_page_token.empty()) break;
+    f.page_token = page.next_page_token;
+  }
+  EXPECT_EQ(pages, 4);
+  ASSERT_EQ(seen.size(), 25u);
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()), ids);
+  // Order: created_ms DESC, id DESC.
+  for (size_t i = 1; i < seen.size(); ++i) {
+    GCL_ASSERT_OK_AND_ASSIGN(JobRecord a, reg_->GetJob(seen[i - 1]));
+    GCL_ASSERT_OK_AND_ASSIGN(JobRecord b, reg_->GetJob(seen[i]));
+    EXPECT_TRUE(a.created_ms > b.created_ms || (a.created_ms == b.created_ms && a.id > b.id));
+  }
+  JobFilter kind;
+  kind.kind = "finetune";
+  GCL_ASSERT_OK_AND_ASSIGN(JobPage fp, reg_->ListJobs(kind));
+  EXPECT_EQ(fp.jobs.size(), 5u);
+  JobFilter st;
+  st.states = {JobState::kRunning, JobState::kCancelled};
+  GCL_ASSERT_OK_AND_ASSIGN(JobPage none, reg_->ListJobs(st));
+  EXPECT_TRUE(none.jobs.empty());
+  ASSERT_THAT(reg_->Transition(*ids.begin(), JobState::kCancelled, "x"), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(JobPage one, reg_->ListJobs(st));
+  ASSERT_EQ(one.jobs.size(), 1u);
+  EXPECT_EQ(one.jobs[0].id, *ids.begin());
+  JobFilter owner;
+  owner.owner = "bob";
+  GCL_ASSERT_OK_AND_ASSIGN(JobPage bob, reg_->ListJobs(owner));
+  EXPECT_TRUE(bob.jobs.empty());
+  JobFilter bad;
+  bad.page_token = "garbage";
+  EXPECT_THAT(reg_->ListJobs(bad), StatusIs(absl::StatusCode::kInvalidArgument, "page_token"));
+}
+
+TEST_F(RegistryTest, QueuePositionByPriorityThenFifo) {
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord a, reg_->CreateJob(Job("a", 0)));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord b, reg_->CreateJob(Job("b", 5)));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord c, reg_->CreateJob(Job("c", 0)));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord d, reg_->CreateJob(Job("d", 5)));
+  EXPECT_EQ(*reg_->QueuePosition(b.id), 0);
+  EXPECT_EQ(*reg_->QueuePosition(d.id), 1);
+  EXPECT_EQ(*reg_->QueuePosition(a.id), 2);
+  EXPECT_EQ(*reg_->QueuePosition(c.id), 3);
+  GCL_ASSERT_OK_AND_ASSIGN(auto q, reg_->ListQueued());
+  ASSERT_EQ(q.size(), 4u);
+  EXPECT_EQ(q[0].id, b.id);
+  EXPECT_EQ(q[1].id, d.id);
+  EXPECT_EQ(q[2].id, a.id);
+  EXPECT_EQ(q[3].id, c.id);
+  // b runs: everyone moves up; a requeued job keeps its submission place.
+  ASSERT_THAT(reg_->StartAttempt(b.id, "w1"), IsOk());
+  ASSERT_THAT(reg_->StartAttempt(a.id, "w2"), IsOk());
+  EXPECT_EQ(*reg_->QueuePosition(d.id), 0);
+  EXPECT_EQ(*reg_->QueuePosition(c.id), 1);
+  ASSERT_THAT(reg_->Requeue(a.id, "worker w2 lost"), IsOk());
+  EXPECT_EQ(*reg_->QueuePosition(a.id), 1);
+  EXPECT_EQ(*reg_->QueuePosition(c.id), 2);
+  EXPECT_THAT(reg_->QueuePosition(b.id), StatusIs(absl::StatusCode::kFailedPrecondition, "not QUEUED"));
+}
+
+TEST_F(RegistryTest, WorkersLeaseAndLost) {
+  WorkerRecord w;
+  w.id = "w1";
+  w.address = "10.0.0.2:7001";
+  w.devices = 2;
+  w.lease_expiry_ms = 11000;
+  ASSERT_THAT(reg_->UpsertWorker(w), IsOk());
+  clock_ = 3000;
+  ASSERT_THAT(reg_->TouchWorker("w1", 13000), IsOk());
+  EXPECT_THAT(reg_->TouchWorker("w2", 13000), StatusIs(absl::StatusCode::kNotFound, "w2"));
+  GCL_ASSERT_OK_AND_ASSIGN(WorkerRecord got, reg_->GetWorker("w1"));
+  EXPECT_EQ(got.registered_ms, 1000);
+  EXPECT_EQ(got.last_seen_ms, 3000);
+  EXPECT_EQ(got.lease_expiry_ms, 13000);
+  EXPECT_EQ(got.devices, 2);
+
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord a, reg_->CreateJob(Job("a")));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord b, reg_->CreateJob(Job("b", 0, 1)));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord c, reg_->CreateJob(Job("c")));
+  ASSERT_THAT(reg_->StartAttempt(a.id, "w1"), IsOk());
+  ASSERT_THAT(reg_->StartAttempt(b.id, "w1"), IsOk());
+  ASSERT_THAT(reg_->StartAttempt(c.id, "w2"), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(auto requeued, reg_->MarkWorkerLost("w1", ""));
+  EXPECT_THAT(requeued, ElementsAre(a.id, b.id));
+  EXPECT_EQ(reg_->GetJob(a.id)->state, JobState::kQueued);
+  EXPECT_EQ(reg_->GetJob(b.id)->state, JobState::kFailed);  // max_attempts 1
+  EXPECT_EQ(reg_->GetJob(c.id)->state, JobState::kRunning);
+  EXPECT_THAT(reg_->GetJob(a.id)->reason, HasSubstr("worker w1 lost"));
+  EXPECT_THAT(reg_->TouchWorker("w1", 20000), StatusIs(absl::StatusCode::kFailedPrecondition, "LOST"));
+  ASSERT_THAT(reg_->UpsertWorker(w), IsOk());  // re-register
+  GCL_ASSERT_OK_AND_ASSIGN(auto workers, reg_->ListWorkers());
+  ASSERT_EQ(workers.size(), 1u);
+  EXPECT_EQ(workers[0].state, WorkerState::kAlive);
+  EXPECT_EQ(workers[0].registered_ms, 1000);
+}
+
+CheckpointRecord Ckpt(const std::string& job, int64_t step, std::optional<double> metric) {
+  CheckpointRecord c;
+  c.job_id = job;
+  c.attempt = 1;
+  c.step = step;
+  c.path = "jobs/" + job + "/attempt-1/checkpoints/step-" + std::to_string(step);
+  c.sha256 = std::string(64, 'a');
+  c.bytes = 100 + step;
+  c.metric_name = "val_dice";
+  c.metric_value = metric;
+  return c;
+}
+
+std::vector<int64_t> Steps(const std::vector<CheckpointRecord>& v) {
+  std::vector<int64_t> out;
+  for (const auto& c : v) out.push_back(c.step);
+  return out;
+}
+
+TEST_F(RegistryTest, RetentionKeepsNewestAndBestNeverTheOnlyOne) {
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord j, reg_->CreateJob(Job("a")));
+  EXPECT_THAT(reg_->NewestCheckpoint(j.id), StatusIs(absl::StatusCode::kNotFound, "no completed"));
+  // Only one checkpoint: even keep_newest=0 keeps it.
+  ASSERT_THAT(reg_->AddCheckpoint(Ckpt(j.id, 100, std::nullopt)), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(auto released0, reg_->ApplyRetention(j.id, 0, true));
+  EXPECT_TRUE(released0.empty());
+
+  const double metric[] = {0.5, 0.9, 0.7, 0.6, 0.65};  // steps 200..600; best is step 300
+  for (int i = 0; i < 5; ++i) ASSERT_THAT(reg_->AddCheckpoint(Ckpt(j.id, 200 + 100 * i, metric[i])), IsOk());
+  CheckpointRecord broken = Ckpt(j.id, 650, 0.99);
+  broken.state = CheckpointState::kError;  // failed sha check: never kept, never "best"
+  ASSERT_THAT(reg_->AddCheckpoint(broken), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(auto released, reg_->ApplyRetention(j.id, 2, /*higher_is_better=*/true));
+  EXPECT_THAT(Steps(released), ElementsAre(650, 400, 200, 100));
+  for (const auto& c : released) EXPECT_EQ(c.state, CheckpointState::kDeleted);
+  GCL_ASSERT_OK_AND_ASSIGN(auto kept, reg_->ListCheckpoints(j.id));
+  EXPECT_THAT(Steps(kept), ElementsAre(300, 500, 600));
+  GCL_ASSERT_OK_AND_ASSIGN(CheckpointRecord newest, reg_->NewestCheckpoint(j.id));
+  EXPECT_EQ(newest.step, 600);
+  EXPECT_EQ(newest.bytes, 700);
+  // Lower is better (a loss): the best is the lowest kept value, 0.6 at step 500.
+  GCL_ASSERT_OK_AND_ASSIGN(auto released2, reg_->ApplyRetention(j.id, 1, /*higher_is_better=*/false));
+  EXPECT_THAT(Steps(released2), ElementsAre(300));
+  GCL_ASSERT_OK_AND_ASSIGN(auto kept2, reg_->ListCheckpoints(j.id));
+  EXPECT_THAT(Steps(kept2), ElementsAre(500, 600));
+
+  CheckpointRecord bad = Ckpt(j.id, 1, 0.1);
+  bad.sha256 = "xyz";
+  EXPECT_THAT(reg_->AddCheckpoint(bad), StatusIs(absl::StatusCode::kInvalidArgument, "sha256"));
+  EXPECT_THAT(reg_->AddCheckpoint(Ckpt("j-missing", 1, 0.1)), StatusIs(absl::StatusCode::kNotFound, ""));
+}
+
+TEST_F(RegistryTest, ResultsSummaryMeanAndSampleStd) {
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord parent, reg_->CreateJob(Job("exp")));
+  NewJob c1 = Job("ft1");
+  c1.parent_id = parent.id;
+  NewJob c2 = Job("ft2");
+  c2.parent_id = parent.id;
+  GCL_ASSERT_OK_AND_ASSIGN(auto kids, reg_->CreateJobs({c1, c2}));
+  // Repeat 0 (child 1): LV dice 0.8, 0.9 -> 0.85; repeat 1 (child 2): 0.7, 0.8 -> 0.75;
+  // repeat 2 (child 2): 0.95 -> 0.95. Mean 0.85; sample std
+  // sqrt(((0)^2 + (-0.1)^2 + (0.1)^2) / 2) = 0.1.
+  std::vector<ResultRecord> rows;
+  auto add = [&](const std::string& job, int rep, const std::string& cs, double dice, std::optional<double> hd) {
+    ResultRecord r;
+    r.job_id = job;
+    r.variant = "gcl";
+    r.m_lab = 1;
+    r.repeat = rep;
+    r.case_id = cs;
+    r.class_name = "LV";
+    r.dice = dice;
+    r.hd95 = hd;
+    rows.push_back(r);
+  };
+  add(kids[0].id, 0, "p1", 0.8, 2.0);
+  add(kids[0].id, 0, "p2", 0.9, 4.0);
+  add(kids[1].id, 1, "p1", 0.7, std::nullopt);
+  add(kids[1].id, 1, "p2", 0.8, std::nullopt);
+  add(kids[1].id, 2, "p1", 0.95, 5.0);
+  ASSERT_THAT(reg_->AddResults(rows), IsOk());
+  ASSERT_THAT(reg_->AddResult(rows[0]), IsOk());  // idempotent replace
+  ResultRecord other = rows[0];
+  other.class_name = "RV";
+  other.dice = 0.5;
+  ASSERT_THAT(reg_->AddResult(other), IsOk());
+
+  GCL_ASSERT_OK_AND_ASSIGN(auto sum, reg_->SummarizeResults(parent.id));
+  ASSERT_EQ(sum.size(), 2u);
+  EXPECT_EQ(sum[0].class_name, "LV");
+  EXPECT_EQ(sum[0].repeats, 3);
+  EXPECT_EQ(sum[0].cases, 5);
+  EXPECT_NEAR(sum[0].dice_mean, 0.85, 1e-12);
+  EXPECT_NEAR(sum[0].dice_std, 0.1, 1e-12);
+  ASSERT_TRUE(sum[0].hd95_mean.has_value());
+  EXPECT_NEAR(*sum[0].hd95_mean, 4.0, 1e-12);  // repeats 0 (3.0) and 2 (5.0)
+  EXPECT_NEAR(*sum[0].hd95_std, std::sqrt(2.0), 1e-12);
+  EXPECT_EQ(sum[1].class_name, "RV");
+  EXPECT_EQ(sum[1].repeats, 1);
+  EXPECT_DOUBLE_EQ(sum[1].dice_std, 0.0);
+  GCL_ASSERT_OK_AND_ASSIGN(auto one, reg_->SummarizeResults(kids[0].id));
+  ASSERT_EQ(one.size(), 2u);
+  EXPECT_NEAR(one[0].dice_mean, 0.85, 1e-12);
+  GCL_ASSERT_OK_AND_ASSIGN(auto listed, reg_->ListResults(parent.id));
+  EXPECT_EQ(listed.size(), 6u);
+
+  ResultRecord nan = rows[0];
+  nan.dice = std::nan("");
+  EXPECT_THAT(reg_->AddResult(nan), StatusIs(absl::StatusCode::kInvalidArgument, "not finite"));
+
+  ASSERT_THAT(reg_->PutMetricSummary(parent.id, "final_loss", "{\"meta\":\"patient\"}", 1.5), IsOk());
+  ASSERT_THAT(reg_->PutMetricSummary(parent.id, "final_loss", "{\"meta\":\"patient\"}", 1.25), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(auto ms, reg_->ListMetricSummaries(parent.id));
+  ASSERT_EQ(ms.size(), 1u);
+  EXPECT_DOUBLE_EQ(ms[0].value, 1.25);
+}
+
+TEST_F(RegistryTest, TwoHandlesWritingConcurrentlyNeverSurfaceBusy) {
+  RegistryOptions other_options = Options();
+  other_options.id_seed = 4242;  // equal seeds would draw the same ids
+  GCL_ASSERT_OK_AND_ASSIGN(auto other, Registry::Open(path_, other_options));
+  constexpr int kPerThread = 60;
+  std::atomic<int> errors{0};
+  std::string first_error;
+  std::mutex mu;
+  auto work = [&](Registry* r, const std::string& tag) {
+    for (int i = 0; i < kPerThread; ++i) {
+      auto j = r->CreateJob(Job(tag + std::to_string(i)));
+      absl::Status s = j.status();
+      if (s.ok()) s = r->StartAttempt(j->id, tag).status();
+      if (s.ok()) s = r->FinishAttempt(j->id, 1, {AttemptState::kSucceeded, 0, ""}).status();
+      if (!s.ok()) {
+        ++errors;
+        std::lock_guard<std::mutex> l(mu);
+        if (first_error.empty()) first_error = s.ToString();
+      }
+    }
+  };
+  std::thread t1(work, reg_.get(), "x");
+  std::thread t2(work, other.get(), "y");
+  std::thread t3(work, reg_.get(), "z");  // same handle from a second thread
+  t1.join();
+  t2.join();
+  t3.join();
+  EXPECT_EQ(errors.load(), 0) << first_error;
+  JobFilter f;
+  f.page_size = 1000;
+  f.states = {JobState::kSucceeded};
+  GCL_ASSERT_OK_AND_ASSIGN(JobPage page, reg_->ListJobs(f));
+  EXPECT_EQ(page.jobs.size(), 3u * kPerThread);
+}
+
+TEST_F(RegistryTest, CommittedStateSurvivesCloseAndRecoverActive) {
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord a, reg_->CreateJob(Job("a")));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord b, reg_->CreateJob(Job("b")));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord c, reg_->CreateJob(Job("c")));
+  ASSERT_THAT(reg_->StartAttempt(b.id, "w1"), IsOk());
+  ASSERT_THAT(reg_->Transition(c.id, JobState::kCancelled, "user"), IsOk());
+  {
+    // An uncommitted write on a second connection, abandoned (as by a crash).
+    GCL_ASSERT_OK_AND_ASSIGN(auto db, Db::Open(path_));
+    GCL_ASSERT_OK_AND_ASSIGN(Transaction tx, Transaction::Begin(*db));
+    ASSERT_THAT(db->Exec("UPDATE jobs SET state='SUCCEEDED'"), IsOk());
+    ASSERT_THAT(db->Exec("DELETE FROM job_events"), IsOk());
+  }
+  reg_.reset();
+  GCL_ASSERT_OK_AND_ASSIGN(auto reopened, Registry::Open(path_, Options()));
+  GCL_ASSERT_OK_AND_ASSIGN(auto active, reopened->RecoverActive());
+  ASSERT_EQ(active.size(), 2u);
+  EXPECT_EQ(active[0].id, a.id);
+  EXPECT_EQ(active[0].state, JobState::kQueued);
+  EXPECT_EQ(active[1].id, b.id);
+  EXPECT_EQ(active[1].state, JobState::kRunning);
+  EXPECT_EQ(active[1].attempt, 1);
+  GCL_ASSERT_OK_AND_ASSIGN(auto ev, reopened->EventsAfter(b.id, 0));
+  EXPECT_EQ(ev.size(), 2u);
+  GCL_ASSERT_OK_AND_ASSIGN(auto att, reopened->ListAttempts(b.id));
+  ASSERT_EQ(att.size(), 1u);
+  EXPECT_EQ(att[0].worker_id, "w1");
+  // The reopened registry continues: the old attempt can be finished.
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord done, reopened->FinishAttempt(b.id, 1, {AttemptState::kSucceeded, 0, ""}));
+  EXPECT_EQ(done.state, JobState::kSucceeded);
+}
+
+}  // namespace
+}  // namespace gcl::storage
