@@ -81,17 +81,6 @@ absl::StatusOr<std::pair<JobSpec, std::string>> LoadSpec(const RunFlags& flags) 
   return std::make_pair(std::move(spec), SpecDir(flags.spec_path));
 }
 
-absl::StatusOr<core::Dataset> LoadData(const JobSpec& spec, const std::string& spec_dir) {
-  GCL_ASSIGN_OR_RETURN(core::DatasetOptions dopt, DatasetOptionsFromSpec(spec, spec_dir));
-  std::printf("loading %s dataset %s (image_size %lld)\n", dopt.format.c_str(),
-              dopt.format == "synthetic" ? "(generated)" : dopt.path.c_str(),
-              static_cast<long long>(dopt.image_size));
-  GCL_ASSIGN_OR_RETURN(core::Dataset data, core::LoadDataset(dopt));
-  std::printf("  %zu train / %zu val / %zu test volumes, %lld classes\n", data.train.size(),
-              data.val.size(), data.test.size(), static_cast<long long>(data.num_classes()));
-  return data;
-}
-
 double Mean(const std::vector<double>& v) {
   double s = 0;
   for (double x : v) s += x;
@@ -108,6 +97,66 @@ double Std(const std::vector<double>& v) {
 }
 
 }  // namespace
+
+absl::StatusOr<core::Dataset> LoadSpecDataset(const JobSpec& spec, const std::string& spec_dir) {
+  GCL_ASSIGN_OR_RETURN(core::DatasetOptions dopt, DatasetOptionsFromSpec(spec, spec_dir));
+  std::printf("loading %s dataset %s (image_size %lld)\n", dopt.format.c_str(),
+              dopt.format == "synthetic" ? "(generated)" : dopt.path.c_str(),
+              static_cast<long long>(dopt.image_size));
+  GCL_ASSIGN_OR_RETURN(core::Dataset data, core::LoadDataset(dopt));
+  std::printf("  %zu train / %zu val / %zu test volumes, %lld classes\n", data.train.size(),
+              data.val.size(), data.test.size(), static_cast<long long>(data.num_classes()));
+  return data;
+}
+
+absl::StatusOr<core::PretrainResult> RunPretrainJob(const JobSpec& spec, const core::Dataset& data,
+                                                    const std::string& output_dir,
+                                                    const std::string& metrics_path, bool quiet) {
+  GCL_ASSIGN_OR_RETURN(core::PretrainOptions opt, PretrainOptionsFromSpec(spec));
+  opt.output_dir = output_dir;
+  opt.config_json = spec.ShortDebugString();
+  GCL_ASSIGN_OR_RETURN(core::MetricsWriter extra, core::MetricsWriter::Open(metrics_path));
+  GCL_ASSIGN_OR_RETURN(auto trainer, core::Pretrainer::Create(data, opt));
+  std::printf("pre-training %s: %lld steps, batch %lld slices, %lld threads, output %s\n",
+              gcl::spec::VariantName(spec.method().variant()).c_str(),
+              static_cast<long long>(opt.steps), static_cast<long long>(opt.batch),
+              static_cast<long long>(core::ResolveThreads(opt.threads)), opt.output_dir.c_str());
+  std::fflush(stdout);
+  ProgressLine progress(stderr, "pretrain", opt.log_every);
+  absl::Status metrics_status;
+  core::PretrainCallbacks cb;
+  cb.on_step = [&](int64_t step, int64_t total, double loss, double secs,
+                   const core::MetricsRecord& record) {
+    if (!quiet) progress.Update(step, total, loss, secs);
+    if (!record.samples.empty() && metrics_status.ok()) metrics_status = extra.Write(record);
+  };
+  GCL_ASSIGN_OR_RETURN(core::PretrainResult result, trainer->Run(cb));
+  progress.Finish();
+  GCL_RETURN_IF_ERROR(metrics_status);
+  return result;
+}
+
+absl::StatusOr<core::FinetuneResult> RunFinetuneJob(const core::Dataset& data,
+                                                    const core::FinetuneOptions& o,
+                                                    core::MetricsWriter* extra, bool quiet) {
+  ProgressLine progress(stderr, absl::StrFormat("finetune M=%d r=%d", o.labeled_volumes, o.repeat),
+                        50);
+  core::FinetuneCallbacks cb;
+  absl::Status metrics_status;
+  cb.on_step = [&](int64_t step, double loss, double /*lr*/, double secs) {
+    if (!quiet) progress.Update(step, o.steps, loss, secs);
+    if (extra != nullptr && step % 10 == 0 && metrics_status.ok()) {
+      core::MetricsRecord rec;
+      rec.step = step;
+      rec.Add("gcl_finetune_loss", loss, {{"labeled_volumes", std::to_string(o.labeled_volumes)}});
+      metrics_status = extra->Write(rec);
+    }
+  };
+  GCL_ASSIGN_OR_RETURN(core::FinetuneResult res, core::RunFinetune(data, o, cb));
+  progress.Finish();
+  GCL_RETURN_IF_ERROR(metrics_status);
+  return res;
+}
 
 absl::StatusOr<core::DatasetOptions> DatasetOptionsFromSpec(const JobSpec& spec,
                                                             const std::string& spec_dir) {
@@ -247,27 +296,10 @@ absl::Status RunPretrainCommand(const RunFlags& flags) {
     return absl::InvalidArgumentError(absl::StrCat(
         flags.spec_path, ": method.variant: random_init has no pre-training; fine-tune with init: random"));
   }
-  GCL_ASSIGN_OR_RETURN(core::Dataset data, LoadData(spec, spec_dir));
-  GCL_ASSIGN_OR_RETURN(core::PretrainOptions opt, PretrainOptionsFromSpec(spec));
-  opt.output_dir = OutputDir(spec, flags, spec_dir);
-  opt.config_json = spec.ShortDebugString();
-  GCL_ASSIGN_OR_RETURN(core::MetricsWriter extra, core::MetricsWriter::Open(flags.metrics_path));
-  GCL_ASSIGN_OR_RETURN(auto trainer, core::Pretrainer::Create(data, opt));
-  std::printf("pre-training %s: %lld steps, batch %lld slices, %lld threads, output %s\n",
-              gcl::spec::VariantName(spec.method().variant()).c_str(),
-              static_cast<long long>(opt.steps), static_cast<long long>(opt.batch),
-              static_cast<long long>(core::ResolveThreads(opt.threads)), opt.output_dir.c_str());
-  ProgressLine progress(stderr, "pretrain", opt.log_every);
-  absl::Status metrics_status;
-  core::PretrainCallbacks cb;
-  cb.on_step = [&](int64_t step, int64_t total, double loss, double secs,
-                   const core::MetricsRecord& record) {
-    if (!flags.quiet) progress.Update(step, total, loss, secs);
-    if (!record.samples.empty() && metrics_status.ok()) metrics_status = extra.Write(record);
-  };
-  GCL_ASSIGN_OR_RETURN(core::PretrainResult result, trainer->Run(cb));
-  progress.Finish();
-  GCL_RETURN_IF_ERROR(metrics_status);
+  GCL_ASSIGN_OR_RETURN(core::Dataset data, LoadSpecDataset(spec, spec_dir));
+  GCL_ASSIGN_OR_RETURN(
+      core::PretrainResult result,
+      RunPretrainJob(spec, data, OutputDir(spec, flags, spec_dir), flags.metrics_path, flags.quiet));
   if (result.resumed_from > 0) {
     std::printf("resumed from step %lld\n", static_cast<long long>(result.resumed_from));
   }
@@ -284,7 +316,7 @@ absl::Status RunFinetuneCommand(const RunFlags& flags) {
     return absl::InvalidArgumentError(
         absl::StrCat(flags.spec_path, ": kind: 'finetune' expected for gcl-train finetune"));
   }
-  GCL_ASSIGN_OR_RETURN(core::Dataset data, LoadData(spec, spec_dir));
+  GCL_ASSIGN_OR_RETURN(core::Dataset data, LoadSpecDataset(spec, spec_dir));
   GCL_ASSIGN_OR_RETURN(core::FinetuneOptions base, FinetuneOptionsFromSpec(spec, spec_dir));
   base.model.num_classes = data.num_classes();
   const std::string out = OutputDir(spec, flags, spec_dir);
@@ -310,21 +342,7 @@ absl::Status RunFinetuneCommand(const RunFlags& flags) {
       o.labeled_volumes = m_lab;
       o.repeat = r;
       o.output_dir = (fs::path(out) / absl::StrFormat("m%d-r%d", m_lab, r)).string();
-      ProgressLine progress(stderr, absl::StrFormat("finetune M=%d r=%d", m_lab, r), 50);
-      core::FinetuneCallbacks cb;
-      absl::Status metrics_status;
-      cb.on_step = [&](int64_t step, double loss, double lr, double secs) {
-        if (!flags.quiet) progress.Update(step, o.steps, loss, secs);
-        if (step % 10 == 0 && metrics_status.ok()) {
-          core::MetricsRecord rec;
-          rec.step = step;
-          rec.Add("gcl_finetune_loss", loss, {{"labeled_volumes", std::to_string(m_lab)}});
-          metrics_status = extra.Write(rec);
-        }
-      };
-      GCL_ASSIGN_OR_RETURN(core::FinetuneResult res, core::RunFinetune(data, o, cb));
-      progress.Finish();
-      GCL_RETURN_IF_ERROR(metrics_status);
+      GCL_ASSIGN_OR_RETURN(core::FinetuneResult res, RunFinetuneJob(data, o, &extra, flags.quiet));
       cell.dice.push_back(res.mean_dice);
       cell.per_class.push_back(res.per_class_dice);
       absl::StrAppend(&csv, m_lab, ",", r, ",", core::JsonNumber(res.mean_dice), ",",
@@ -368,7 +386,7 @@ absl::Status RunValidateCommand(const RunFlags& flags) {
   std::printf("%s: spec OK (kind %s, variant %s)\n", flags.spec_path.c_str(),
               gcl::v1::Kind_Name(spec.kind()).c_str(),
               gcl::spec::VariantName(spec.method().variant()).c_str());
-  GCL_ASSIGN_OR_RETURN(core::Dataset data, LoadData(spec, spec_dir));
+  GCL_ASSIGN_OR_RETURN(core::Dataset data, LoadSpecDataset(spec, spec_dir));
   if (spec.kind() == gcl::v1::KIND_PRETRAIN) {
     GCL_ASSIGN_OR_RETURN(core::PretrainOptions opt, PretrainOptionsFromSpec(spec));
     // Building the sampler checks that the batch can be formed from this data.

@@ -10,6 +10,7 @@
 #include "gcl/v1/spec.pb.h"
 #include "worker/gcl/data/dataset.h"
 #include "worker/gcl/train/finetune.h"
+#include "worker/gcl/train/metrics_writer.h"
 #include "worker/gcl/train/pretrain.h"
 
 namespace gcl::trainer {
@@ -31,6 +32,26 @@ absl::StatusOr<core::FinetuneOptions> FinetuneOptionsFromSpec(const gcl::v1::Job
 
 // A checkpoint file, or a run folder (its newest step checkpoint).
 absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path);
+
+// The per-run steps of the commands, callable with an in-memory spec (the
+// experiment command runs many of them over one loaded dataset).
+//
+// Loads the dataset `spec` names (relative paths resolve against spec_dir)
+// and prints its size.
+absl::StatusOr<core::Dataset> LoadSpecDataset(const gcl::v1::JobSpec& spec,
+                                              const std::string& spec_dir);
+// One pre-training run of `spec` (kind pretrain, defaults applied, not
+// random_init) on `data` into output_dir; resumes from the checkpoints there.
+// metrics_path: an extra JSONL copy of the metrics ("" = none).
+absl::StatusOr<core::PretrainResult> RunPretrainJob(const gcl::v1::JobSpec& spec,
+                                                    const core::Dataset& data,
+                                                    const std::string& output_dir,
+                                                    const std::string& metrics_path, bool quiet);
+// One fine-tuning run with a progress line; every 10th step's loss also goes
+// to `extra` (may be null) labelled with options.labeled_volumes.
+absl::StatusOr<core::FinetuneResult> RunFinetuneJob(const core::Dataset& data,
+                                                    const core::FinetuneOptions& options,
+                                                    core::MetricsWriter* extra, bool quiet);
 
 // The commands. Each prints a short report to stdout and returns the first error.
 absl::Status RunPretrainCommand(const RunFlags& flags);
