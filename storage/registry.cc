@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "gcl/base/json.h"
 #include "gcl/base/status_macros.h"
 #include "storage/migrations.h"
 #include "storage/str_util.h"
@@ -71,29 +72,6 @@ CheckpointRecord ReadCheckpoint(const Statement& st) {
   if (!st.IsNull(10)) c.parent_checkpoint = st.ColumnInt64(10);
   c.created_ms = st.ColumnInt64(11);
   return c;
-}
-
-std::string JsonEscape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out.push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out.push_back('"');
-  return out;
 }
 
 bool IsSha256Hex(std::string_view s) {
@@ -524,7 +502,7 @@ absl::StatusOr<int32_t> Registry::StartAttempt(std::string_view job_id, std::str
   e.to_state = std::string(ToString(JobState::kRunning));
   e.reason = reason;
   e.attempt = attempt;
-  e.payload_json = internal::Cat("{\"worker_id\":", JsonEscape(worker_id), "}");
+  e.payload_json = internal::Cat("{\"worker_id\":", JsonQuote(worker_id), "}");
   GCL_RETURN_IF_ERROR(AppendEventLocked(e).status());
   GCL_RETURN_IF_ERROR(tx.Commit());
   return attempt;

@@ -9,12 +9,10 @@
 #include <sstream>
 #include <tuple>
 
-#include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "gcl/base/json.h"
 #include "gcl/base/status_macros.h"
 #include "gcl/spec/job_spec_validate.h"
 #include "gcl/spec/job_spec_yaml.h"
@@ -57,16 +55,13 @@ absl::StatusOr<CellRow> RowFromFinetuneJson(const fs::path& path) {
   std::ifstream in(path);
   std::stringstream text;
   text << in.rdbuf();
-  google::protobuf::Struct doc;
-  if (!in || !google::protobuf::util::JsonStringToMessage(text.str(), &doc).ok()) {
-    return absl::DataLossError(absl::StrCat(path.string(), ": unreadable"));
-  }
-  const auto& f = doc.fields();
+  if (!in) return absl::DataLossError(absl::StrCat(path.string(), ": unreadable"));
+  absl::StatusOr<JsonValue> doc = ParseJson(text.str(), path.string());
+  if (!doc.ok()) return absl::DataLossError(doc.status().message());
+  if (!doc->is_object()) return absl::DataLossError(absl::StrCat(path.string(), ": not a JSON object"));
   auto num = [&](const char* key) {
-    auto it = f.find(key);
-    return it != f.end() && it->second.kind_case() == google::protobuf::Value::kNumberValue
-               ? it->second.number_value()
-               : std::nan("");
+    const JsonValue* v = doc->Find(key);
+    return v != nullptr && v->is_number() ? v->number_value() : std::nan("");
   };
   CellRow row;
   row.mean_dice = num("test_mean_dice");
@@ -75,17 +70,15 @@ absl::StatusOr<CellRow> RowFromFinetuneJson(const fs::path& path) {
   row.best_step = static_cast<int64_t>(num("best_step"));
   row.accumulated_dice = num("test_accumulated_dice");
   row.seconds = std::nan("");
-  if (auto it = f.find("hd95_unit"); it != f.end()) row.hd95_unit = it->second.string_value();
-  if (auto it = f.find("labeled_ids"); it != f.end()) {
+  if (const JsonValue* v = doc->Find("hd95_unit")) row.hd95_unit = v->string_value();
+  if (const JsonValue* v = doc->Find("labeled_ids")) {
     std::vector<std::string> ids;
-    for (const auto& v : it->second.list_value().values()) ids.push_back(v.string_value());
+    for (const JsonValue& id : v->items()) ids.push_back(id.string_value());
     row.labeled_ids = absl::StrJoin(ids, " ");
   }
-  if (auto it = f.find("per_class_dice"); it != f.end()) {
-    for (const auto& v : it->second.list_value().values()) {
-      row.per_class_dice.push_back(v.kind_case() == google::protobuf::Value::kNumberValue
-                                       ? v.number_value()
-                                       : std::nan(""));
+  if (const JsonValue* v = doc->Find("per_class_dice")) {
+    for (const JsonValue& d : v->items()) {
+      row.per_class_dice.push_back(d.is_number() ? d.number_value() : std::nan(""));
     }
   }
   if (std::isnan(row.mean_dice)) return absl::DataLossError(path.string() + ": no test_mean_dice");

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "gcl/base/json.h"
 #include "gcl/base/status_macros.h"
 #include "gcl/spec/job_spec_yaml.h"
 #include "gcl/spec/variants.h"
@@ -345,10 +346,10 @@ absl::Status RunFinetuneCommand(const RunFlags& flags) {
       GCL_ASSIGN_OR_RETURN(core::FinetuneResult res, RunFinetuneJob(data, o, &extra, flags.quiet));
       cell.dice.push_back(res.mean_dice);
       cell.per_class.push_back(res.per_class_dice);
-      absl::StrAppend(&csv, m_lab, ",", r, ",", core::JsonNumber(res.mean_dice), ",",
-                      core::JsonNumber(res.mean_hd95), ",", res.hd95_unit, ",",
-                      core::JsonNumber(res.best_val_dice), ",", res.best_step);
-      for (double d : res.per_class_dice) absl::StrAppend(&csv, ",", core::JsonNumber(d));
+      absl::StrAppend(&csv, m_lab, ",", r, ",", JsonNumber(res.mean_dice), ",",
+                      JsonNumber(res.mean_hd95), ",", res.hd95_unit, ",",
+                      JsonNumber(res.best_val_dice), ",", res.best_step);
+      for (double d : res.per_class_dice) absl::StrAppend(&csv, ",", JsonNumber(d));
       csv += "\n";
       std::printf("  M_lab=%lld repeat %lld: test Dice %.4f (labelled: %s)\n",
                   static_cast<long long>(m_lab), static_cast<long long>(r), res.mean_dice,

@@ -10,20 +10,16 @@
 #include <map>
 #include <sstream>
 
-#include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "gcl/base/json.h"
 #include "gcl/base/status_macros.h"
 
 namespace gcl::trainer {
 namespace fs = std::filesystem;
-using google::protobuf::Struct;
-using google::protobuf::Value;
 
 namespace {
 
@@ -56,10 +52,10 @@ absl::Status WriteText(const fs::path& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Struct> ParseJson(const std::string& text, const std::string& where) {
-  Struct doc;
-  auto s = google::protobuf::util::JsonStringToMessage(text, &doc);
-  if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ": not a JSON object"));
+// A JSON object, or kInvalidArgument naming `where` (and the byte offset of a syntax error).
+absl::StatusOr<JsonValue> ParseJsonObject(std::string_view text, const std::string& where) {
+  GCL_ASSIGN_OR_RETURN(JsonValue doc, ParseJson(text, where));
+  if (!doc.is_object()) return absl::InvalidArgumentError(absl::StrCat(where, ": not a JSON object"));
   return doc;
 }
 
@@ -110,13 +106,10 @@ struct PretrainCurves {
   Series pace;                                      // gcl_gradfilter_selected
 };
 
-std::string Label(const Value& sample, const std::string& key) {
-  const auto& labels = sample.struct_value().fields();
-  auto it = labels.find("labels");
-  if (it == labels.end()) return "";
-  const auto& f = it->second.struct_value().fields();
-  auto l = f.find(key);
-  return l == f.end() ? "" : l->second.string_value();
+std::string Label(const JsonValue& sample, const std::string& key) {
+  const JsonValue* labels = sample.Find("labels");
+  const JsonValue* l = labels == nullptr ? nullptr : labels->Find(key);
+  return l == nullptr ? "" : l->string_value();
 }
 
 absl::StatusOr<PretrainCurves> ReadPretrainMetrics(const std::string& path, const std::string& name) {
@@ -129,21 +122,20 @@ absl::StatusOr<PretrainCurves> ReadPretrainMetrics(const std::string& path, cons
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipWhitespace())) {
     ++line_no;
-    auto doc = ParseJson(std::string(line), absl::StrCat(path, ":", line_no));
+    auto doc = ParseJsonObject(std::string_view(line.data(), line.size()),
+                               absl::StrCat(path, ":", line_no));
     if (!doc.ok()) continue;  // a torn last line of a killed run
-    const auto& f = doc->fields();
-    auto step_it = f.find("step");
-    auto samples_it = f.find("samples");
-    if (step_it == f.end() || samples_it == f.end()) continue;
-    const double step = step_it->second.number_value();
+    const JsonValue* step_v = doc->Find("step");
+    const JsonValue* samples = doc->Find("samples");
+    if (step_v == nullptr || samples == nullptr) continue;
+    const double step = step_v->number_value();
     std::map<std::string, std::map<std::string, double>> totals;
-    for (const Value& s : samples_it->second.list_value().values()) {
-      const auto& sf = s.struct_value().fields();
-      auto n = sf.find("name");
-      auto v = sf.find("value");
-      if (n == sf.end() || v == sf.end() || v->second.kind_case() != Value::kNumberValue) continue;
-      const std::string& metric = n->second.string_value();
-      const double value = v->second.number_value();
+    for (const JsonValue& s : samples->items()) {
+      const JsonValue* n = s.Find("name");
+      const JsonValue* v = s.Find("value");
+      if (n == nullptr || v == nullptr || !v->is_number()) continue;
+      const std::string& metric = n->string_value();
+      const double value = v->number_value();
       if (metric == "gcl_grad_cosine") {
         const std::string stage = Label(s, "stage");
         (stage == "pre" ? c.cos_pre : c.cos_post)[Label(s, "pair")].push_back({step, value});
@@ -294,10 +286,10 @@ absl::Status AppendCellRow(const std::string& path, const std::vector<std::strin
 std::string ExperimentPlanJson(const ExperimentPlan& p) {
   auto quoted = [](const std::vector<std::string>& v) {
     std::vector<std::string> q;
-    for (const auto& s : v) q.push_back(Quote(s));
+    for (const auto& s : v) q.push_back(JsonQuote(s));
     return absl::StrCat("[", absl::StrJoin(q, ", "), "]");
   };
-  return absl::StrCat("{\n  \"name\": ", Quote(p.name), ",\n  \"variants\": ", quoted(p.variants),
+  return absl::StrCat("{\n  \"name\": ", JsonQuote(p.name), ",\n  \"variants\": ", quoted(p.variants),
                       ",\n  \"labeled_volumes\": [", absl::StrJoin(p.labeled_volumes, ", "),
                       "],\n  \"repeats\": ", p.repeats, ",\n  \"classes\": ", quoted(p.classes),
                       "\n}\n");
@@ -305,25 +297,20 @@ std::string ExperimentPlanJson(const ExperimentPlan& p) {
 
 absl::StatusOr<ExperimentPlan> ReadExperimentPlan(const std::string& path) {
   GCL_ASSIGN_OR_RETURN(std::string text, ReadText(path));
-  GCL_ASSIGN_OR_RETURN(Struct doc, ParseJson(text, path));
-  const auto& f = doc.fields();
+  GCL_ASSIGN_OR_RETURN(const JsonValue doc, ParseJsonObject(text, path));
   ExperimentPlan p;
-  auto get = [&](const char* key) -> const Value* {
-    auto it = f.find(key);
-    return it == f.end() ? nullptr : &it->second;
-  };
-  if (const Value* v = get("name")) p.name = v->string_value();
-  if (const Value* v = get("variants")) {
-    for (const auto& x : v->list_value().values()) p.variants.push_back(x.string_value());
+  if (const JsonValue* v = doc.Find("name")) p.name = v->string_value();
+  if (const JsonValue* v = doc.Find("variants")) {
+    for (const JsonValue& x : v->items()) p.variants.push_back(x.string_value());
   }
-  if (const Value* v = get("labeled_volumes")) {
-    for (const auto& x : v->list_value().values()) {
+  if (const JsonValue* v = doc.Find("labeled_volumes")) {
+    for (const JsonValue& x : v->items()) {
       p.labeled_volumes.push_back(static_cast<int64_t>(x.number_value()));
     }
   }
-  if (const Value* v = get("repeats")) p.repeats = static_cast<int64_t>(v->number_value());
-  if (const Value* v = get("classes")) {
-    for (const auto& x : v->list_value().values()) p.classes.push_back(x.string_value());
+  if (const JsonValue* v = doc.Find("repeats")) p.repeats = static_cast<int64_t>(v->number_value());
+  if (const JsonValue* v = doc.Find("classes")) {
+    for (const JsonValue& x : v->items()) p.classes.push_back(x.string_value());
   }
   if (p.variants.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no variants"));
   return p;

@@ -1,10 +1,10 @@
 #include "worker/gcl/eval/summary.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <sstream>
+
+#include "gcl/base/json.h"
 
 namespace gcl::core {
 namespace {
@@ -24,79 +24,31 @@ double MeanOf(const std::vector<double>& v) {
   return n == 0 ? std::nan("") : s / static_cast<double>(n);
 }
 
-// Quoted, escaped JSON string (UTF-8 passes through).
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);  // UTF-8 passes through unchanged
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
-
-// Shortest round-trip form; NaN and infinities become null.
-std::string JsonNumber(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[32];
-  auto res = std::to_chars(buf, buf + sizeof(buf), v);  // shortest round-trip
-  return std::string(buf, res.ptr);
-}
-
 }  // namespace
 
 std::string SummaryJson(const std::vector<VolumeScore>& cases,
                         const std::vector<std::string>& class_names, const std::string& hd95_unit) {
   size_t num_fg = class_names.empty() ? 0 : class_names.size() - 1;
   for (const auto& c : cases) num_fg = std::max(num_fg, c.classes.size());
-  auto key = [](size_t fg_index) { return JsonString(std::to_string(fg_index + 1)); };
+  auto key = [](size_t fg_index) { return JsonQuote(std::to_string(fg_index + 1)); };
 
   std::ostringstream os;
   os << "{\n  \"metric_per_case\": [";
   for (size_t i = 0; i < cases.size(); ++i) {
     const VolumeScore& vs = cases[i];
-    os << (i ? ",\n" : "\n") << "    {\"case\": " << JsonString(vs.case_id)
-       << ", \"reference_file\": " << JsonString(vs.case_id) << ", \"metrics\": {";
+    os << (i ? ",\n" : "\n") << "    {\"case\": " << JsonQuote(vs.case_id)
+       << ", \"reference_file\": " << JsonQuote(vs.case_id) << ", \"metrics\": {";
     for (size_t c = 0; c < vs.classes.size(); ++c) {
       const ClassScore& cs = vs.classes[c];
       os << (c ? ", " : "") << key(c)
-         << ": {\"Dice\": " << (cs.dice_valid ? JsonNumber(cs.dice) : "null")
-         << ", \"HD95\": " << (cs.hd95_valid ? JsonNumber(cs.hd95) : "null")
+         << ": {\"Dice\": " << (cs.dice_valid ? JsonNumberExact(cs.dice) : "null")
+         << ", \"HD95\": " << (cs.hd95_valid ? JsonNumberExact(cs.hd95) : "null")
          << ", \"n_ref\": " << cs.n_ref << ", \"n_pred\": " << cs.n_pred
          << ", \"TP\": " << cs.n_intersection << ", \"FP\": " << cs.n_pred - cs.n_intersection
          << ", \"FN\": " << cs.n_ref - cs.n_intersection << "}";
     }
-    os << "}, \"mean_dice\": " << JsonNumber(vs.mean_dice)
-       << ", \"mean_hd95\": " << JsonNumber(vs.mean_hd95) << "}";
+    os << "}, \"mean_dice\": " << JsonNumberExact(vs.mean_dice)
+       << ", \"mean_hd95\": " << JsonNumberExact(vs.mean_hd95) << "}";
   }
   os << (cases.empty() ? "]" : "\n  ]") << ",\n  \"mean\": {";
 
@@ -111,8 +63,8 @@ std::string SummaryJson(const std::vector<VolumeScore>& cases,
     }
     class_dice.push_back(MeanOf(d));
     class_hd.push_back(MeanOf(h));
-    os << (c ? ",\n" : "\n") << "    " << key(c) << ": {\"Dice\": " << JsonNumber(class_dice.back())
-       << ", \"HD95\": " << JsonNumber(class_hd.back()) << ", \"n_cases_dice\": " << d.size()
+    os << (c ? ",\n" : "\n") << "    " << key(c) << ": {\"Dice\": " << JsonNumberExact(class_dice.back())
+       << ", \"HD95\": " << JsonNumberExact(class_hd.back()) << ", \"n_cases_dice\": " << d.size()
        << ", \"n_cases_hd95\": " << h.size() << "}";
   }
   os << (num_fg ? "\n  }" : "}");
@@ -122,19 +74,19 @@ std::string SummaryJson(const std::vector<VolumeScore>& cases,
     vol_dice.push_back(vs.mean_dice);
     vol_hd.push_back(vs.mean_hd95);
   }
-  os << ",\n  \"foreground_mean\": {\"Dice\": " << JsonNumber(MeanOf(class_dice))
-     << ", \"HD95\": " << JsonNumber(MeanOf(class_hd)) << "}";
-  os << ",\n  \"volume_mean\": {\"Dice\": " << JsonNumber(MeanOf(vol_dice))
-     << ", \"HD95\": " << JsonNumber(MeanOf(vol_hd)) << "}";
+  os << ",\n  \"foreground_mean\": {\"Dice\": " << JsonNumberExact(MeanOf(class_dice))
+     << ", \"HD95\": " << JsonNumberExact(MeanOf(class_hd)) << "}";
+  os << ",\n  \"volume_mean\": {\"Dice\": " << JsonNumberExact(MeanOf(vol_dice))
+     << ", \"HD95\": " << JsonNumberExact(MeanOf(vol_hd)) << "}";
   os << ",\n  \"class_names\": [";
   for (size_t c = 0; c < class_names.size(); ++c) {
-    os << (c ? ", " : "") << JsonString(class_names[c]);
+    os << (c ? ", " : "") << JsonQuote(class_names[c]);
   }
   for (size_t c = class_names.size(); c < num_fg + 1; ++c) {
-    os << (c ? ", " : "") << JsonString("class" + std::to_string(c));
+    os << (c ? ", " : "") << JsonQuote("class" + std::to_string(c));
   }
-  os << "],\n  \"hd95_unit\": " << JsonString(hd95_unit) << ",\n  \"num_cases\": " << cases.size()
-     << ",\n  \"empty_mask_rule\": " << JsonString(kEmptyMaskRule) << "\n}\n";
+  os << "],\n  \"hd95_unit\": " << JsonQuote(hd95_unit) << ",\n  \"num_cases\": " << cases.size()
+     << ",\n  \"empty_mask_rule\": " << JsonQuote(kEmptyMaskRule) << "\n}\n";
   return os.str();
 }
 

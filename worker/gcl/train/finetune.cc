@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
+#include "gcl/base/json.h"
 #include "gcl/base/status_macros.h"
 #include "gcl/base/torch_status.h"
 #include "worker/gcl/data/rng.h"

@@ -1,12 +1,11 @@
 #include "worker/gcl/train/metrics_writer.h"
 
 #include <cerrno>
-#include <cmath>
 #include <cstring>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "gcl/base/json.h"
 
 namespace gcl::core {
 
@@ -20,31 +19,6 @@ const MetricSample* MetricsRecord::Find(const std::string& name,
     if (s.name == name && s.labels == labels) return &s;
   }
   return nullptr;
-}
-
-std::string JsonQuote(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
-std::string JsonNumber(double v) {
-  if (!std::isfinite(v)) return "null";
-  return absl::StrFormat("%.9g", v);
 }
 
 std::string MetricsRecord::ToJson() const {

@@ -53,9 +53,4 @@ class MetricsWriter {
   std::string path_;
 };
 
-// JSON string literal with escapes (shared by the JSON writers of the core).
-std::string JsonQuote(const std::string& s);
-// A finite double as JSON; NaN and infinities become null.
-std::string JsonNumber(double v);
-
 }  // namespace gcl::core

@@ -7,12 +7,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "gcl/base/json.h"
 #include "gcl/base/status_macros.h"
 #include "gcl/base/torch_status.h"
 
@@ -50,284 +50,6 @@ bool DtypeFromName(const std::string& name, torch::ScalarType* t) {
   }
   return false;
 }
-
-void AppendJsonString(std::string_view s, std::string* out) {
-  out->push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out->append(buf);
-        } else {
-          out->push_back(static_cast<char>(c));  // UTF-8 passes through
-        }
-    }
-  }
-  out->push_back('"');
-}
-
-// A minimal JSON reader: enough for safetensors headers (objects, arrays,
-// strings with escapes, integers), strict about syntax, depth-limited.
-struct Json {
-  enum Kind { kNull, kBool, kNumber, kString, kArray, kObject } kind = kNull;
-  bool boolean = false;
-  bool is_int = false;
-  int64_t integer = 0;
-  std::string str;
-  std::vector<Json> items;        // kArray values, kObject values
-  std::vector<std::string> keys;  // kObject keys (same order as items)
-};
-
-class JsonParser {
- public:
-  explicit JsonParser(std::string_view s) : s_(s) {}
-
-  bool Parse(Json* out) {
-    if (!Value(out, 0)) return false;
-    SkipWs();
-    return pos_ == s_.size();
-  }
-  const std::string& error() const { return error_; }
-
- private:
-  bool Fail(const std::string& what) {
-    if (error_.empty()) error_ = what + " at byte " + std::to_string(pos_);
-    return false;
-  }
-  void SkipWs() {
-    while (pos_ < s_.size() &&
-           (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
-      ++pos_;
-  }
-  bool Literal(std::string_view lit) {
-    if (s_.substr(pos_, lit.size()) != lit) return Fail("bad literal");
-    pos_ += lit.size();
-    return true;
-  }
-  bool Value(Json* v, int depth) {
-    if (depth > 64) return Fail("nesting too deep");
-    SkipWs();
-    if (pos_ >= s_.size()) return Fail("unexpected end");
-    const char c = s_[pos_];
-    if (c == '{') return Object(v, depth);
-    if (c == '[') return Array(v, depth);
-    if (c == '"') {
-      v->kind = Json::kString;
-      return String(&v->str);
-    }
-    if (c == 't') {
-      v->kind = Json::kBool;
-      v->boolean = true;
-      return Literal("true");
-    }
-    if (c == 'f') {
-      v->kind = Json::kBool;
-      v->boolean = false;
-      return Literal("false");
-    }
-    if (c == 'n') {
-      v->kind = Json::kNull;
-      return Literal("null");
-    }
-    return Number(v);
-  }
-  bool Object(Json* v, int depth) {
-    v->kind = Json::kObject;
-    ++pos_;
-    SkipWs();
-    if (pos_ < s_.size() && s_[pos_] == '}') {
-      ++pos_;
-      return true;
-    }
-    while (true) {
-      SkipWs();
-      std::string key;
-      if (pos_ >= s_.size() || s_[pos_] != '"') return Fail("expected a key");
-      if (!String(&key)) return false;
-      SkipWs();
-      if (pos_ >= s_.size() || s_[pos_] != ':') return Fail("expected ':'");
-      ++pos_;
-      Json item;
-      if (!Value(&item, depth + 1)) return false;
-      v->keys.push_back(std::move(key));
-      v->items.push_back(std::move(item));
-      SkipWs();
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      if (pos_ < s_.size() && s_[pos_] == '}') {
-        ++pos_;
-        return true;
-      }
-      return Fail("expected ',' or '}'");
-    }
-  }
-  bool Array(Json* v, int depth) {
-    v->kind = Json::kArray;
-    ++pos_;
-    SkipWs();
-    if (pos_ < s_.size() && s_[pos_] == ']') {
-      ++pos_;
-      return true;
-    }
-    while (true) {
-      Json item;
-      if (!Value(&item, depth + 1)) return false;
-      v->items.push_back(std::move(item));
-      SkipWs();
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      if (pos_ < s_.size() && s_[pos_] == ']') {
-        ++pos_;
-        return true;
-      }
-      return Fail("expected ',' or ']'");
-    }
-  }
-  bool Hex4(uint32_t* cp) {
-    if (pos_ + 4 > s_.size()) return Fail("short \\u escape");
-    *cp = 0;
-    for (int i = 0; i < 4; ++i) {
-      const char h = s_[pos_++];
-      *cp <<= 4;
-      if (h >= '0' && h <= '9')
-        *cp |= h - '0';
-      else if (h >= 'a' && h <= 'f')
-        *cp |= h - 'a' + 10;
-      else if (h >= 'A' && h <= 'F')
-        *cp |= h - 'A' + 10;
-      else
-        return Fail("bad \\u escape");
-    }
-    return true;
-  }
-  static void AppendUtf8(uint32_t cp, std::string* out) {
-    if (cp < 0x80) {
-      out->push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-      out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else {
-      out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-  }
-  bool String(std::string* out) {
-    ++pos_;  // opening quote
-    while (pos_ < s_.size()) {
-      const unsigned char c = s_[pos_++];
-      if (c == '"') return true;
-      if (c < 0x20) return Fail("control character in string");
-      if (c != '\\') {
-        out->push_back(static_cast<char>(c));
-        continue;
-      }
-      if (pos_ >= s_.size()) break;
-      const char e = s_[pos_++];
-      switch (e) {
-        case '"':
-          out->push_back('"');
-          break;
-        case '\\':
-          out->push_back('\\');
-          break;
-        case '/':
-          out->push_back('/');
-          break;
-        case 'b':
-          out->push_back('\b');
-          break;
-        case 'f':
-          out->push_back('\f');
-          break;
-        case 'n':
-          out->push_back('\n');
-          break;
-        case 'r':
-          out->push_back('\r');
-          break;
-        case 't':
-          out->push_back('\t');
-          break;
-        case 'u': {
-          uint32_t cp = 0;
-          if (!Hex4(&cp)) return false;
-          if (cp >= 0xD800 && cp < 0xDC00 && s_.substr(pos_, 2) == "\\u") {
-            pos_ += 2;
-            uint32_t lo = 0;
-            if (!Hex4(&lo)) return false;
-            if (lo < 0xDC00 || lo >= 0xE000) return Fail("bad surrogate pair");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          }
-          AppendUtf8(cp, out);
-          break;
-        }
-        default:
-          return Fail("bad escape");
-      }
-    }
-    return Fail("unterminated string");
-  }
-  bool Number(Json* v) {
-    const size_t start = pos_;
-    bool integral = true;
-    if (pos_ < s_.size() && s_[pos_] == '-') ++pos_;
-    while (pos_ < s_.size()) {
-      const char c = s_[pos_];
-      if (c >= '0' && c <= '9') {
-        ++pos_;
-      } else if (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-') {
-        integral = false;
-        ++pos_;
-      } else {
-        break;
-      }
-    }
-    const std::string tok(s_.substr(start, pos_ - start));
-    if (tok.empty() || tok == "-") return Fail("expected a value");
-    v->kind = Json::kNumber;
-    char* end = nullptr;
-    errno = 0;
-    if (integral) {
-      v->integer = std::strtoll(tok.c_str(), &end, 10);
-      v->is_int = errno == 0;
-    } else {
-      std::strtod(tok.c_str(), &end);
-    }
-    if (end != tok.c_str() + tok.size()) return Fail("bad number");
-    return true;
-  }
-
-  std::string_view s_;
-  size_t pos_ = 0;
-  std::string error_;
-};
 
 absl::Status ErrnoStatus(const std::string& what, int err) {
   const std::string msg = what + ": " + std::strerror(err);
@@ -420,9 +142,7 @@ absl::StatusOr<std::string> SerializeSafetensors(
     for (const auto& [k, v] : metadata) {
       if (!first) header += ",";
       first = false;
-      AppendJsonString(k, &header);
-      header += ":";
-      AppendJsonString(v, &header);
+      absl::StrAppend(&header, JsonQuote(k), ":", JsonQuote(v));
     }
     header += "}";
   }
@@ -446,7 +166,7 @@ absl::StatusOr<std::string> SerializeSafetensors(
     host.push_back(t.detach().to(torch::kCPU).contiguous());
     const uint64_t nbytes = host.back().nbytes();
     if (header.size() > 1) header += ",";
-    AppendJsonString(name, &header);
+    header += JsonQuote(name);
     header += absl::StrCat(":{\"dtype\":\"", dtype, "\",\"shape\":[");
     for (int64_t d = 0; d < t.dim(); ++d) header += absl::StrCat(d ? "," : "", t.size(d));
     header += absl::StrCat("],\"data_offsets\":[", offset, ",", offset + nbytes, "]}");
@@ -477,10 +197,11 @@ absl::StatusOr<ParsedSafetensors> ParseSafetensors(std::string_view bytes,
     return bad(absl::StrCat("header length ", n, " exceeds the file (", bytes.size(), " bytes)"));
   }
   const std::string_view data = bytes.substr(8 + n);
-  Json root;
-  JsonParser parser(bytes.substr(8, n));
-  if (!parser.Parse(&root)) return bad("header JSON: " + parser.error());
-  if (root.kind != Json::kObject) return bad("header is not a JSON object");
+  absl::StatusOr<JsonValue> parsed =
+      ParseJson(bytes.substr(8, n), source + ": invalid safetensors file: header");
+  if (!parsed.ok()) return absl::DataLossError(parsed.status().message());
+  const JsonValue& root = *parsed;
+  if (!root.is_object()) return bad("header is not a JSON object");
 
   ParsedSafetensors out;
   struct Entry {
@@ -490,46 +211,39 @@ absl::StatusOr<ParsedSafetensors> ParseSafetensors(std::string_view bytes,
     int64_t begin, end;
   };
   std::vector<Entry> entries;
-  for (size_t i = 0; i < root.keys.size(); ++i) {
-    const std::string& key = root.keys[i];
-    const Json& v = root.items[i];
+  for (const auto& [key, v] : root.fields()) {
     if (key == "__metadata__") {
-      if (v.kind != Json::kObject) return bad("__metadata__ is not an object");
-      for (size_t j = 0; j < v.keys.size(); ++j) {
-        if (v.items[j].kind != Json::kString)
-          return bad("metadata value of \"" + v.keys[j] + "\" is not a string");
-        out.metadata[v.keys[j]] = v.items[j].str;
+      if (!v.is_object()) return bad("__metadata__ is not an object");
+      for (const auto& [mkey, mvalue] : v.fields()) {
+        if (!mvalue.is_string()) return bad("metadata value of \"" + mkey + "\" is not a string");
+        out.metadata[mkey] = mvalue.string_value();
       }
       continue;
     }
-    if (v.kind != Json::kObject) return bad("entry \"" + key + "\" is not an object");
-    const Json *dtype = nullptr, *shape = nullptr, *offsets = nullptr;
-    for (size_t j = 0; j < v.keys.size(); ++j) {
-      if (v.keys[j] == "dtype") dtype = &v.items[j];
-      if (v.keys[j] == "shape") shape = &v.items[j];
-      if (v.keys[j] == "data_offsets") offsets = &v.items[j];
-    }
+    if (!v.is_object()) return bad("entry \"" + key + "\" is not an object");
+    const JsonValue* dtype = v.Find("dtype");
+    const JsonValue* shape = v.Find("shape");
+    const JsonValue* offsets = v.Find("data_offsets");
     Entry e{key, torch::kFloat32, {}, 0, 0};
-    if (dtype == nullptr || dtype->kind != Json::kString || !DtypeFromName(dtype->str, &e.type)) {
+    if (dtype == nullptr || !dtype->is_string() || !DtypeFromName(dtype->string_value(), &e.type)) {
       return bad("entry \"" + key + "\" has a missing or unsupported dtype");
     }
-    if (shape == nullptr || shape->kind != Json::kArray)
-      return bad("entry \"" + key + "\" has no shape");
+    if (shape == nullptr || !shape->is_array()) return bad("entry \"" + key + "\" has no shape");
     int64_t numel = 1;
-    for (const Json& d : shape->items) {
-      if (d.kind != Json::kNumber || !d.is_int || d.integer < 0 || d.integer > (int64_t{1} << 40)) {
+    for (const JsonValue& d : shape->items()) {
+      if (!d.is_integer() || d.int_value() < 0 || d.int_value() > (int64_t{1} << 40)) {
         return bad("entry \"" + key + "\" has a bad shape");
       }
-      e.shape.push_back(d.integer);
-      numel *= d.integer;
+      e.shape.push_back(d.int_value());
+      numel *= d.int_value();
       if (numel > (int64_t{1} << 40)) return bad("entry \"" + key + "\" is too large");
     }
-    if (offsets == nullptr || offsets->kind != Json::kArray || offsets->items.size() != 2 ||
-        !offsets->items[0].is_int || !offsets->items[1].is_int) {
+    if (offsets == nullptr || !offsets->is_array() || offsets->items().size() != 2 ||
+        !offsets->items()[0].is_integer() || !offsets->items()[1].is_integer()) {
       return bad("entry \"" + key + "\" has bad data_offsets");
     }
-    e.begin = offsets->items[0].integer;
-    e.end = offsets->items[1].integer;
+    e.begin = offsets->items()[0].int_value();
+    e.end = offsets->items()[1].int_value();
     const int64_t want = numel * static_cast<int64_t>(c10::elementSize(e.type));
     if (e.begin < 0 || e.end < e.begin || e.end - e.begin != want) {
       return bad(absl::StrCat("entry \"", key, "\" spans [", e.begin, ", ", e.end, ") but needs ",

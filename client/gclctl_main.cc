@@ -1,0 +1,10 @@
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "client/gclctl.h"
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  return gcl::client::RunGclctl(args, gcl::client::EnvSources(), std::cout, std::cerr);
+}

@@ -1,0 +1,69 @@
+// The coordinator's shared state logic over the Registry: scheduling passes
+// (Scheduler over the queued jobs and the ALIVE workers' free devices),
+// queue reasons and positions, assignments for a heartbeating worker,
+// cancellations it must carry out, and the lease sweep. JobServiceImpl and
+// WorkerServiceImpl both call it; every piece of state stays in SQLite, so a
+// restarted coordinator needs nothing but the Registry.
+//
+// Thread-safe: passes are serialised by a mutex (the Registry has its own).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "gcl/v1/job.pb.h"
+#include "gcl/v1/worker.pb.h"
+#include "server/scheduler.h"
+#include "storage/registry.h"
+
+namespace gcl::server {
+
+class ControlPlane {
+ public:
+  // REQUIRES: registry outlives this; lease_ms > 0.
+  ControlPlane(storage::Registry* registry, int64_t lease_ms);
+
+  storage::Registry& registry() { return *registry_; }
+  int64_t lease_ms() const { return lease_ms_; }
+
+  // Runs the scheduler over the current queue and workers and writes every
+  // waiting job's reason (Registry::SetReason; an event only on change).
+  // Jobs placed on some worker get "placed on worker W; starting at its next
+  // heartbeat" until that worker's heartbeat starts them.
+  absl::StatusOr<SchedulePlan> RefreshQueue();
+
+  // A scheduling pass whose placements on `worker_id` are started
+  // (Registry::StartAttempt, QUEUED -> RUNNING) and returned as assignments
+  // (spec, attempt, device ids "cpu:0".., resume checkpoint when one exists).
+  absl::StatusOr<std::vector<gcl::v1::Assignment>> AssignTo(const std::string& worker_id);
+
+  // Jobs the worker must stop: its CANCELLING attempts and the jobs it
+  // reports running that the registry no longer places on it.
+  absl::StatusOr<std::vector<std::string>> CancelsFor(const std::string& worker_id,
+                                                      const std::vector<std::string>& running);
+
+  // The wire Job with queue_position (1-based, 0 unless QUEUED) and the
+  // worker of its current attempt.
+  absl::StatusOr<gcl::v1::Job> Describe(const storage::JobRecord& record);
+
+  // Marks every ALIVE worker whose lease expired before now as LOST (its
+  // jobs are requeued by the Registry), then refreshes the queue. Returns
+  // the ids of the workers it marked.
+  absl::StatusOr<std::vector<std::string>> SweepLeases();
+
+ private:
+  // ALIVE workers with free = devices - devices of active jobs on them.
+  absl::StatusOr<std::vector<WorkerCapacity>> CapacitiesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<SchedulePlan> RefreshQueueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Worker of the job's current attempt; "" when it has none.
+  absl::StatusOr<std::string> WorkerOf(const storage::JobRecord& record);
+
+  absl::Mutex mu_;
+  storage::Registry* registry_;
+  int64_t lease_ms_;
+};
+
+}  // namespace gcl::server

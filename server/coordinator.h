@@ -1,0 +1,82 @@
+// gcl-coordinator as a library: the Registry (SQLite), the JobService and
+// WorkerService over one grpc::Server, grpc.health.v1 and server reflection,
+// and a lease sweeper thread that marks workers LOST (their jobs requeue).
+//
+//   GCL_ASSIGN_OR_RETURN(auto c, Coordinator::Create(options));
+//   GCL_RETURN_IF_ERROR(c->Start());   // c->port() is the bound port
+//   ...
+//   c->Shutdown();                     // NOT_SERVING, drain, stop
+//
+// Auth, TLS and the metrics endpoint are not wired yet (insecure transport).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "server/control_plane.h"
+#include "server/job_service.h"
+#include "server/worker_service.h"
+#include "storage/registry.h"
+
+namespace gcl::server {
+
+class Coordinator {
+ public:
+  struct Options {
+    std::string listen = "127.0.0.1:7070";  // host:port; port 0 picks a free one
+    std::string db_path;                   // SQLite file, created when absent (required)
+    std::string artifacts_dir;             // checkpoint store root (unused by this slice)
+    int64_t lease_ms = 30000;              // worker lease; heartbeat every lease/3
+    int64_t sweep_interval_ms = 1000;      // how often expired leases are looked for
+    int watch_poll_ms = 100;               // WatchJob's event-log poll period
+    int64_t shutdown_grace_ms = 5000;      // in-flight calls get this long at Shutdown
+    storage::RegistryOptions registry;     // clock injection for tests
+  };
+
+  // Opens (and migrates) the registry; kInvalidArgument for a missing
+  // db_path or lease_ms <= 0.
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Create(Options options);
+  ~Coordinator();  // Shutdown()
+
+  // Binds and starts serving; kUnavailable naming the address when it cannot
+  // bind. Also refreshes every queued job's reason (recovery after restart).
+  absl::Status Start();
+  // Health NOT_SERVING, watchers end with UNAVAILABLE, in-flight calls get
+  // shutdown_grace_ms, sweeper stops. Idempotent.
+  void Shutdown();
+  // Blocks until Shutdown() has run (from another thread or a signal waiter).
+  void Wait();
+
+  int port() const { return port_; }
+  std::string address() const;  // host:port actually bound
+  storage::Registry& registry() { return *registry_; }
+  ControlPlane& plane() { return *plane_; }
+
+ private:
+  Coordinator(Options options, std::unique_ptr<storage::Registry> registry);
+  void SweepLoop();
+
+  Options options_;
+  std::unique_ptr<storage::Registry> registry_;
+  std::unique_ptr<ControlPlane> plane_;
+  std::atomic<bool> stopping_{false};
+  std::unique_ptr<JobServiceImpl> job_service_;
+  std::unique_ptr<WorkerServiceImpl> worker_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::thread sweeper_;
+  absl::Notification stop_sweeper_;
+  absl::Notification shut_down_;
+  std::atomic<bool> started_{false};
+  int port_ = 0;
+};
+
+}  // namespace gcl::server

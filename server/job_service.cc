@@ -1,0 +1,160 @@
+#include "server/job_service.h"
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gcl/base/status_macros.h"
+#include "gcl/spec/job_spec_validate.h"
+#include "gcl/spec/job_spec_yaml.h"
+#include "server/grpc_status.h"
+#include "server/job_convert.h"
+
+namespace gcl::server {
+namespace {
+
+using storage::JobState;
+
+absl::StatusOr<storage::NewJob> ToNewJob(const gcl::v1::SubmitJobRequest& req, const std::string& owner) {
+  gcl::v1::JobSpec spec;
+  if (!req.spec_yaml().empty()) {
+    // gclctl replaces the "spec.yaml" prefix with the user's file name.
+    GCL_ASSIGN_OR_RETURN(spec, gcl::spec::ParseJobSpecYaml(req.spec_yaml(), "spec.yaml"));
+  } else if (req.has_spec()) {
+    spec = req.spec();
+    GCL_RETURN_IF_ERROR(gcl::spec::ApplyDefaults(&spec));
+    GCL_RETURN_IF_ERROR(gcl::spec::ValidateJobSpec(spec));
+  } else {
+    return absl::InvalidArgumentError("spec: required (send spec or spec_yaml)");
+  }
+  storage::NewJob job;
+  const auto* kind = gcl::v1::Kind_descriptor()->FindValueByNumber(spec.kind());
+  job.kind = gcl::spec::YamlEnumName(*kind);
+  job.name = spec.name().empty() ? job.kind : spec.name();
+  job.owner = owner;
+  job.priority = spec.priority();
+  job.max_attempts = spec.has_max_attempts() ? spec.max_attempts() : 3;
+  job.devices = spec.resources().has_devices() ? spec.resources().devices() : 1;
+  job.spec_blob = spec.SerializeAsString();
+  job.spec_text = req.spec_yaml().empty() ? spec.DebugString() : req.spec_yaml();
+  return job;
+}
+
+}  // namespace
+
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const gcl::v1::SubmitJobRequest* req,
+                                       gcl::v1::SubmitJobResponse* resp) {
+  if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
+  absl::StatusOr<storage::NewJob> job = ToNewJob(*req, /*owner=*/"");
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  absl::StatusOr<storage::JobRecord> created = plane_->registry().CreateJob(*job);
+  if (!created.ok()) return ToGrpcStatus(created.status());
+  // The reason and position depend on the workers; a failure here leaves the
+  // stored job with its default reason (the next pass fixes it).
+  (void)plane_->RefreshQueue();
+  absl::StatusOr<storage::JobRecord> now = plane_->registry().GetJob(created->id);
+  if (!now.ok()) return ToGrpcStatus(now.status());
+  absl::StatusOr<gcl::v1::Job> out = plane_->Describe(*now);
+  if (!out.ok()) return ToGrpcStatus(out.status());
+  *resp->mutable_job() = std::move(*out);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const gcl::v1::GetJobRequest* req,
+                                    gcl::v1::Job* resp) {
+  absl::StatusOr<storage::JobRecord> rec = plane_->registry().GetJob(req->id());
+  if (!rec.ok()) return ToGrpcStatus(rec.status());
+  absl::StatusOr<gcl::v1::Job> out = plane_->Describe(*rec);
+  if (!out.ok()) return ToGrpcStatus(out.status());
+  *resp = std::move(*out);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const gcl::v1::ListJobsRequest* req,
+                                      gcl::v1::ListJobsResponse* resp) {
+  storage::JobFilter filter;
+  for (int s : req->states()) {
+    absl::StatusOr<JobState> state = FromProto(static_cast<gcl::v1::JobState>(s));
+    if (!state.ok()) return ToGrpcStatus(state.status());
+    filter.states.push_back(*state);
+  }
+  filter.owner = req->owner();
+  if (req->kind() != gcl::v1::JOB_KIND_UNSPECIFIED) {
+    static constexpr const char* kKinds[] = {"", "pretrain", "finetune", "experiment"};
+    if (req->kind() < 0 || req->kind() > 3) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "kind: unknown job kind");
+    }
+    filter.kind = kKinds[req->kind()];
+  }
+  filter.page_size = req->page_size() > 0 ? req->page_size() : 50;
+  filter.page_token = req->page_token();
+  absl::StatusOr<storage::JobPage> page = plane_->registry().ListJobs(filter);
+  if (!page.ok()) return ToGrpcStatus(page.status());
+  for (const storage::JobRecord& rec : page->jobs) {
+    absl::StatusOr<gcl::v1::Job> job = plane_->Describe(rec);
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    *resp->add_jobs() = std::move(*job);
+  }
+  resp->set_next_page_token(page->next_page_token);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const gcl::v1::CancelJobRequest* req,
+                                       gcl::v1::CancelJobResponse* resp) {
+  storage::Registry& reg = plane_->registry();
+  absl::StatusOr<storage::JobRecord> rec = reg.GetJob(req->id());
+  if (!rec.ok()) return ToGrpcStatus(rec.status());
+  const std::string reason = req->reason().empty() ? "cancelled by user" : req->reason();
+  absl::Status moved;
+  switch (rec->state) {
+    case JobState::kQueued:
+    case JobState::kScheduled:
+      moved = reg.Transition(rec->id, JobState::kCancelled, reason);
+      break;
+    case JobState::kRunning:
+      moved = reg.Transition(rec->id, JobState::kCancelling,
+                             absl::StrCat(Sv(reason), "; stopping the trainer"), rec->attempt);
+      break;
+    case JobState::kCancelling:
+    case JobState::kCancelled:
+      break;
+    case JobState::kSucceeded:
+    case JobState::kFailed:
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          absl::StrCat("job ", rec->id, " already ended ", Sv(storage::ToString(rec->state)),
+                                       "; nothing to cancel"));
+  }
+  if (!moved.ok()) return ToGrpcStatus(moved);
+  (void)plane_->RefreshQueue();  // positions of the jobs behind it moved
+  gcl::v1::GetJobRequest get;
+  get.set_id(rec->id);
+  return GetJob(nullptr, &get, resp->mutable_job());
+}
+
+grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const gcl::v1::WatchJobRequest* req,
+                                      grpc::ServerWriter<gcl::v1::JobEvent>* writer) {
+  storage::Registry& reg = plane_->registry();
+  int64_t after = req->after_seq();
+  gcl::v1::JobEvent wire;
+  while (true) {
+    // Read the state before the events: a terminal state seen here means
+    // every event of the job is already in the log read below.
+    absl::StatusOr<storage::JobRecord> rec = reg.GetJob(req->id());
+    if (!rec.ok()) return ToGrpcStatus(rec.status());
+    absl::StatusOr<std::vector<storage::JobEvent>> events = reg.EventsAfter(req->id(), after);
+    if (!events.ok()) return ToGrpcStatus(events.status());
+    for (const storage::JobEvent& e : *events) {
+      after = e.seq;
+      if (!ToProtoEvent(e, &wire)) continue;
+      if (!writer->Write(wire)) return grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
+    }
+    if (!events->empty() && events->size() >= 1000) continue;  // a full page: read on at once
+    if (storage::IsTerminal(rec->state)) return grpc::Status::OK;
+    if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled");
+    if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
+    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms_));
+  }
+}
+
+}  // namespace gcl::server

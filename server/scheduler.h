@@ -1,0 +1,62 @@
+// The coordinator's placement policy (architecture.md section 3), as pure
+// logic: no gRPC, no SQLite, so it is unit-tested on plain structs.
+//
+// Policy: jobs are considered in priority order (higher first), then FIFO by
+// submission (submit_seq). A job is placed only on ONE worker that has all
+// the devices it asks for free (gang placement: a 2-device job is never split
+// over two 1-device workers); among those, the worker with the fewest free
+// devices that still fits (best fit, ties by worker id) so large holes stay
+// open for large jobs. A job that does not fit does not block smaller jobs
+// behind it (backfill); there is no anti-starvation aging yet.
+// Multi-node gangs (resources.nodes > 1) are not placed by this slice.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gcl::server {
+
+struct QueuedJob {
+  std::string id;
+  int32_t priority = 0;    // higher first
+  int64_t submit_seq = 0;  // FIFO within a priority
+  int64_t devices = 1;     // REQUIRES >= 0
+};
+
+struct WorkerCapacity {
+  std::string id;
+  int64_t total_devices = 0;
+  int64_t free_devices = 0;  // total minus devices of its active jobs
+};
+
+struct Placement {
+  std::string job_id;
+  std::string worker_id;
+  int64_t devices = 0;
+};
+
+// A job left QUEUED: its 1-based place among the jobs left queued (in
+// scheduling order) and why it waits, in words a lab user understands.
+struct Waiting {
+  std::string job_id;
+  int64_t position = 0;
+  std::string reason;
+  bool unsatisfiable = false;  // no registered worker could ever hold it
+};
+
+struct SchedulePlan {
+  std::vector<Placement> placements;  // in scheduling order
+  std::vector<Waiting> waiting;       // in scheduling order
+};
+
+// Pure function of its inputs (deterministic: ties broken by id).
+SchedulePlan Schedule(std::vector<QueuedJob> jobs, std::vector<WorkerCapacity> workers);
+
+// The reason for a job that needs `devices` given the workers, as Schedule
+// words it ("waiting for a worker (none registered)", "needs 4 devices; the
+// largest registered worker has 2", "waiting for 2 free devices (most free on
+// one worker: 1)").
+std::string WaitReason(int64_t devices, const std::vector<WorkerCapacity>& workers);
+
+}  // namespace gcl::server

@@ -1,0 +1,243 @@
+// The agent against an in-process fake coordinator, with a shell script in
+// place of gcl-train (same flags, metrics, checkpoints and error lines).
+#include "worker/agent/agent.h"
+
+#include <sys/stat.h>
+
+#include <condition_variable>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "gcl/base/sha256.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace gcl::agent {
+namespace {
+
+using ::testing::HasSubstr;
+
+class FakeCoordinator final : public gcl::v1::WorkerService::Service {
+ public:
+  grpc::Status Register(grpc::ServerContext*, const gcl::v1::RegisterRequest* req,
+                        gcl::v1::RegisterResponse* resp) override {
+    std::lock_guard<std::mutex> lock(mu);
+    registered = *req;
+    resp->set_heartbeat_seconds(1);
+    resp->set_lease_seconds(10);
+    cv.notify_all();
+    return grpc::Status::OK;
+  }
+  grpc::Status Heartbeat(grpc::ServerContext*, const gcl::v1::HeartbeatRequest*,
+                         gcl::v1::HeartbeatResponse* resp) override {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& a : pending) *resp->add_assignments() = a;
+    pending.clear();
+    for (auto& c : cancels) resp->add_cancel_job_ids(c);
+    cancels.clear();
+    return grpc::Status::OK;
+  }
+  grpc::Status ReportProgress(grpc::ServerContext*,
+                              grpc::ServerReader<gcl::v1::ProgressReport>* reader,
+                              gcl::v1::ReportProgressResponse*) override {
+    gcl::v1::ProgressReport r;
+    while (reader->Read(&r)) {
+      std::lock_guard<std::mutex> lock(mu);
+      reports[r.job_id()].push_back(r);
+      cv.notify_all();
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status UploadCheckpoint(grpc::ServerContext*,
+                                grpc::ServerReader<gcl::v1::CheckpointUpload>* reader,
+                                gcl::v1::UploadCheckpointResponse* resp) override {
+    gcl::v1::CheckpointUpload m;
+    gcl::v1::Checkpoint desc;
+    std::string data;
+    int chunks = 0;
+    while (reader->Read(&m)) {
+      if (m.has_checkpoint()) desc = m.checkpoint();
+      if (!m.data().empty()) ++chunks;
+      data += m.data();
+    }
+    if (Sha256Hex(data) != desc.sha256()) return grpc::Status(grpc::DATA_LOSS, "sha256");
+    std::lock_guard<std::mutex> lock(mu);
+    *resp->mutable_checkpoint() = desc;
+    uploads.push_back({desc, data.size(), chunks});
+    return grpc::Status::OK;
+  }
+  grpc::Status Complete(grpc::ServerContext*, const gcl::v1::CompleteRequest* req,
+                        gcl::v1::CompleteResponse*) override {
+    std::lock_guard<std::mutex> lock(mu);
+    completed[req->job_id()] = *req;
+    cv.notify_all();
+    return grpc::Status::OK;
+  }
+
+  struct Upload {
+    gcl::v1::Checkpoint desc;
+    size_t bytes;
+    int chunks;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  gcl::v1::RegisterRequest registered;
+  std::vector<gcl::v1::Assignment> pending;
+  std::vector<std::string> cancels;
+  std::map<std::string, std::vector<gcl::v1::ProgressReport>> reports;
+  std::vector<Upload> uploads;
+  std::map<std::string, gcl::v1::CompleteRequest> completed;
+};
+
+constexpr char kTrainer[] = R"(#!/bin/sh
+cmd=$1; shift
+while [ $# -gt 0 ]; do
+  case $1 in --spec) spec=$2; shift 2;; --output) out=$2; shift 2;; --metrics) m=$2; shift 2;; *) shift;; esac
+done
+grep -q "kind: pretrain" "$spec" || { echo "gcl-train $cmd: error: bad spec" >&2; exit 2; }
+echo '{"step":1,"time":0.1,"samples":[{"name":"gcl_train_loss","labels":{"term":"total"},"value":0.5}]}' >> "$m"
+mkdir -p "$out/checkpoints"
+dd if=/dev/urandom of="$out/checkpoints/step-00000001.ckpt" bs=1000 count=2500 2>/dev/null
+(cd "$out/checkpoints" && sha256sum step-00000001.ckpt > step-00000001.ckpt.sha256)
+echo "hello from $cmd"
+if [ "$GCL_JOB_ID" = "j-hang" ]; then trap 'echo TERM ignored' TERM; while :; do sleep 0.05; done; fi
+if [ "$GCL_JOB_ID" = "j-fail" ]; then echo "gcl-train $cmd: error: boom" >&2; exit 1; fi
+exit 0
+)";
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder b;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    b.RegisterService(&fake_);
+    server_ = b.BuildAndStart();
+    ASSERT_GT(port_, 0);
+    trainer_ = (dir_.path() / "fake-train").string();
+    std::ofstream(trainer_) << kTrainer;
+    ::chmod(trainer_.c_str(), 0755);
+    AgentOptions o;
+    o.coordinator = "127.0.0.1:" + std::to_string(port_);
+    o.work_dir = (dir_.path() / "work").string();
+    o.trainer_path = trainer_;
+    o.worker_id = "w-test";
+    o.poll_interval = absl::Milliseconds(50);
+    o.kill_grace = absl::Milliseconds(300);
+    GCL_ASSERT_OK_AND_ASSIGN(agent_, Agent::Create(o));
+    run_ = std::thread([this] { EXPECT_THAT(agent_->Run(), testing::IsOk()); });
+  }
+  void TearDown() override {
+    if (agent_) agent_->Shutdown();
+    if (run_.joinable()) run_.join();
+    agent_.reset();
+    server_->Shutdown();
+  }
+  void Assign(const std::string& job_id) {
+    gcl::v1::Assignment a;
+    a.set_job_id(job_id);
+    a.set_attempt(1);
+    a.mutable_spec()->set_kind(gcl::v1::KIND_PRETRAIN);
+    a.mutable_spec()->mutable_train()->set_steps(10);
+    a.add_device_ids("cpu:0");
+    std::lock_guard<std::mutex> lock(fake_.mu);
+    fake_.pending.push_back(a);
+  }
+  gcl::v1::CompleteRequest AwaitComplete(const std::string& job_id) {
+    std::unique_lock<std::mutex> lock(fake_.mu);
+    fake_.cv.wait_for(lock, std::chrono::seconds(20),
+                      [&] { return fake_.completed.count(job_id) > 0; });
+    return fake_.completed.count(job_id) ? fake_.completed[job_id] : gcl::v1::CompleteRequest();
+  }
+
+  testing::TempDir dir_;
+  FakeCoordinator fake_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::string trainer_;
+  std::unique_ptr<Agent> agent_;
+  std::thread run_;
+};
+
+TEST_F(AgentTest, RunsAnAssignmentForwardsEverythingAndCompletes) {
+  Assign("j-ok");
+  const auto done = AwaitComplete("j-ok");
+  EXPECT_EQ(done.job_id(), "j-ok");
+  EXPECT_EQ(done.worker_id(), "w-test");
+  EXPECT_EQ(done.attempt(), 1);
+  EXPECT_EQ(done.exit_code(), 0);
+  EXPECT_EQ(done.reason(), "exited with code 0");
+
+  std::lock_guard<std::mutex> lock(fake_.mu);
+  ASSERT_EQ(fake_.registered.devices_size(), 1);
+  EXPECT_EQ(fake_.registered.devices(0).id(), "cpu:0");
+  EXPECT_EQ(fake_.registered.devices(0).type(), gcl::v1::DEVICE_TYPE_CPU);
+  EXPECT_GT(fake_.registered.devices(0).memory_bytes(), 0);
+  EXPECT_EQ(fake_.registered.labels().count("cpu_cores"), 1u);
+
+  bool metrics = false, progress = false, hello = false;
+  for (const auto& r : fake_.reports["j-ok"]) {
+    EXPECT_EQ(r.attempt(), 1);
+    if (r.has_metrics()) {
+      metrics = true;
+      EXPECT_EQ(r.metrics().step(), 1);
+      ASSERT_EQ(r.metrics().samples_size(), 1);
+      EXPECT_EQ(r.metrics().samples(0).name(), "gcl_train_loss");
+    }
+    if (r.has_progress()) {
+      progress = true;
+      EXPECT_EQ(r.progress().step(), 1);
+      EXPECT_EQ(r.progress().total_steps(), 10);
+      EXPECT_DOUBLE_EQ(r.progress().loss(), 0.5);
+    }
+    if (r.has_log() && r.log().stream() == "stdout" && r.log().text() == "hello from pretrain") {
+      hello = true;
+    }
+  }
+  EXPECT_TRUE(metrics);
+  EXPECT_TRUE(progress);
+  EXPECT_TRUE(hello);
+
+  ASSERT_EQ(fake_.uploads.size(), 1u);
+  EXPECT_EQ(fake_.uploads[0].desc.job_id(), "j-ok");
+  EXPECT_EQ(fake_.uploads[0].desc.step(), 1);
+  EXPECT_EQ(fake_.uploads[0].desc.size_bytes(), 2500000);
+  EXPECT_EQ(fake_.uploads[0].bytes, 2500000u);
+  EXPECT_EQ(fake_.uploads[0].chunks, 3);  // 1 MiB chunks
+
+  // The spec the trainer read is in the attempt folder.
+  EXPECT_TRUE(std::filesystem::exists(dir_.path() / "work/jobs/j-ok/attempt-1/spec.yaml"));
+}
+
+TEST_F(AgentTest, ReportsTheTrainersErrorLine) {
+  Assign("j-fail");
+  const auto done = AwaitComplete("j-fail");
+  EXPECT_EQ(done.exit_code(), 1);
+  EXPECT_EQ(done.signal(), 0);
+  EXPECT_EQ(done.reason(), "exited with code 1: gcl-train pretrain: error: boom");
+}
+
+TEST_F(AgentTest, CancelKillsATrainerThatIgnoresSigterm) {
+  Assign("j-hang");
+  {
+    std::unique_lock<std::mutex> lock(fake_.mu);
+    ASSERT_TRUE(fake_.cv.wait_for(lock, std::chrono::seconds(20), [&] {
+      for (const auto& r : fake_.reports["j-hang"]) {
+        if (r.has_log() && r.log().text() == "hello from pretrain") return true;
+      }
+      return false;
+    }));
+    fake_.cancels.push_back("j-hang");
+  }
+  const auto done = AwaitComplete("j-hang");
+  EXPECT_EQ(done.signal(), 9);
+  EXPECT_EQ(done.exit_code(), -1);
+  EXPECT_EQ(done.reason(), "cancelled: killed");
+}
+
+}  // namespace
+}  // namespace gcl::agent

@@ -1,0 +1,435 @@
+// A real Coordinator on 127.0.0.1:0 with a SQLite file in a TempDir, driven
+// through the generated stubs over real channels (and gclctl in-process).
+#include "server/coordinator.h"
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/client_unary_call.h>
+#include <gtest/gtest.h>
+
+#include "client/gclctl.h"
+#include "gcl/v1/job.grpc.pb.h"
+#include "gcl/v1/worker.grpc.pb.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace gcl::server {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+constexpr char kValidSpec[] =
+    "name: t-pre\n"
+    "kind: pretrain\n"
+    "dataset: {format: synthetic, image_size: 32}\n"
+    "model: {base_width: 8, depth: 3}\n"
+    "train: {steps: 10, batch: 16}\n";
+
+// Line 4 holds the misspelt key.
+constexpr char kUnknownKeySpec[] =
+    "name: t-bad\n"
+    "kind: pretrain\n"
+    "method:\n"
+    "  pool_kk: 3\n"
+    "dataset: {format: synthetic}\n";
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartCoordinator(60000); }
+  void TearDown() override { coordinator_.reset(); }
+
+  void StartCoordinator(int64_t lease_ms) {
+    coordinator_.reset();
+    Coordinator::Options o;
+    o.listen = "127.0.0.1:0";
+    o.db_path = (dir_.path() / "registry.db").string();
+    o.lease_ms = lease_ms;
+    o.sweep_interval_ms = 50;
+    o.watch_poll_ms = 20;
+    o.shutdown_grace_ms = 500;
+    GCL_ASSERT_OK_AND_ASSIGN(coordinator_, Coordinator::Create(o));
+    GCL_ASSERT_OK(coordinator_->Start());
+    ASSERT_GT(coordinator_->port(), 0);
+    channel_ = grpc::CreateChannel(coordinator_->address(), grpc::InsecureChannelCredentials());
+    jobs_ = gcl::v1::JobService::NewStub(channel_);
+    workers_ = gcl::v1::WorkerService::NewStub(channel_);
+  }
+
+  gcl::v1::Job Submit(const std::string& yaml) {
+    grpc::ClientContext ctx;
+    gcl::v1::SubmitJobRequest req;
+    req.set_spec_yaml(yaml);
+    gcl::v1::SubmitJobResponse resp;
+    grpc::Status s = jobs_->SubmitJob(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.job();
+  }
+
+  grpc::Status Get(const std::string& id, gcl::v1::Job* job) {
+    grpc::ClientContext ctx;
+    gcl::v1::GetJobRequest req;
+    req.set_id(id);
+    return jobs_->GetJob(&ctx, req, job);
+  }
+
+  gcl::v1::Job MustGet(const std::string& id) {
+    gcl::v1::Job job;
+    grpc::Status s = Get(id, &job);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return job;
+  }
+
+  grpc::Status Register(const std::string& worker, int devices) {
+    grpc::ClientContext ctx;
+    gcl::v1::RegisterRequest req;
+    req.set_worker_id(worker);
+    req.set_hostname("localhost");
+    for (int i = 0; i < devices; ++i) req.add_devices()->set_id("cpu:" + std::to_string(i));
+    gcl::v1::RegisterResponse resp;
+    return workers_->Register(&ctx, req, &resp);
+  }
+
+  grpc::Status Heartbeat(const std::string& worker, gcl::v1::HeartbeatResponse* resp,
+                         std::vector<std::string> running = {}) {
+    grpc::ClientContext ctx;
+    gcl::v1::HeartbeatRequest req;
+    req.set_worker_id(worker);
+    for (auto& r : running) req.add_running_job_ids(r);
+    return workers_->Heartbeat(&ctx, req, resp);
+  }
+
+  grpc::Status Complete(const std::string& worker, const std::string& job, int attempt, int exit_code,
+                        int signal = 0) {
+    grpc::ClientContext ctx;
+    gcl::v1::CompleteRequest req;
+    req.set_worker_id(worker);
+    req.set_job_id(job);
+    req.set_attempt(attempt);
+    req.set_exit_code(exit_code);
+    req.set_signal(signal);
+    gcl::v1::CompleteResponse resp;
+    return workers_->Complete(&ctx, req, &resp);
+  }
+
+  // The state changes (from -> to) the watch stream delivers, as "FROM>TO".
+  std::vector<std::string> WatchTransitions(const std::string& id, grpc::Status* status) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    gcl::v1::WatchJobRequest req;
+    req.set_id(id);
+    auto reader = jobs_->WatchJob(&ctx, req);
+    std::vector<std::string> out;
+    gcl::v1::JobEvent e;
+    int64_t last_seq = 0;
+    while (reader->Read(&e)) {
+      EXPECT_GT(e.seq(), last_seq);
+      last_seq = e.seq();
+      if (e.state().from() == e.state().to()) continue;  // reason updates
+      out.push_back(gcl::v1::JobState_Name(e.state().from()).substr(10) + ">" +
+                    gcl::v1::JobState_Name(e.state().to()).substr(10));
+    }
+    *status = reader->Finish();
+    return out;
+  }
+
+  gcl::testing::TempDir dir_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<gcl::v1::JobService::Stub> jobs_;
+  std::unique_ptr<gcl::v1::WorkerService::Stub> workers_;
+};
+
+TEST_F(CoordinatorTest, SubmitQueuesWithReasonAndPositionAndPersists) {
+  gcl::v1::Job first = Submit(kValidSpec);
+  gcl::v1::Job second = Submit(kValidSpec);
+  EXPECT_THAT(first.id(), StartsWith("j-"));
+  EXPECT_EQ(first.state(), gcl::v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(first.reason(), "waiting for a worker (none registered)");
+  EXPECT_EQ(first.queue_position(), 1);
+  EXPECT_EQ(second.queue_position(), 2);
+  EXPECT_EQ(first.name(), "t-pre");
+  EXPECT_EQ(first.spec().train().steps(), 10);
+  EXPECT_EQ(first.max_attempts(), 3);  // default applied
+
+  // Persisted before the reply: a second registry handle on the file sees it.
+  GCL_ASSERT_OK_AND_ASSIGN(auto reg, storage::Registry::Open((dir_.path() / "registry.db").string()));
+  GCL_ASSERT_OK_AND_ASSIGN(storage::JobRecord rec, reg->GetJob(first.id()));
+  EXPECT_EQ(rec.state, storage::JobState::kQueued);
+  EXPECT_EQ(rec.kind, "pretrain");
+
+  grpc::ClientContext ctx;
+  gcl::v1::ListJobsRequest req;
+  gcl::v1::ListJobsResponse resp;
+  ASSERT_TRUE(jobs_->ListJobs(&ctx, req, &resp).ok());
+  ASSERT_EQ(resp.jobs_size(), 2);
+  EXPECT_EQ(resp.jobs(0).id(), second.id());  // newest first
+  EXPECT_EQ(resp.jobs(1).queue_position(), 1);
+}
+
+TEST_F(CoordinatorTest, InvalidSpecNamesKeyAndLineAndStoresNothing) {
+  grpc::ClientContext ctx;
+  gcl::v1::SubmitJobRequest req;
+  req.set_spec_yaml(kUnknownKeySpec);
+  gcl::v1::SubmitJobResponse resp;
+  grpc::Status s = jobs_->SubmitJob(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), StartsWith("spec.yaml:4:"));
+  EXPECT_THAT(s.error_message(), HasSubstr("method.pool_kk: unknown key"));
+
+  grpc::ClientContext ctx2;
+  gcl::v1::SubmitJobRequest empty;
+  EXPECT_EQ(jobs_->SubmitJob(&ctx2, empty, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  GCL_ASSERT_OK_AND_ASSIGN(storage::JobPage page, coordinator_->registry().ListJobs({}));
+  EXPECT_TRUE(page.jobs.empty());
+}
+
+TEST_F(CoordinatorTest, UnknownJobIsNotFound) {
+  gcl::v1::Job job;
+  EXPECT_EQ(Get("j-000000000000", &job).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(CoordinatorTest, CancelQueuedJobAndPositionsMove) {
+  gcl::v1::Job a = Submit(kValidSpec);
+  gcl::v1::Job b = Submit(kValidSpec);
+  grpc::ClientContext ctx;
+  gcl::v1::CancelJobRequest req;
+  req.set_id(a.id());
+  gcl::v1::CancelJobResponse resp;
+  ASSERT_TRUE(jobs_->CancelJob(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.job().state(), gcl::v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(resp.job().queue_position(), 0);
+  EXPECT_EQ(MustGet(b.id()).queue_position(), 1);
+  grpc::Status watch;
+  EXPECT_EQ(WatchTransitions(a.id(), &watch), (std::vector<std::string>{"UNSPECIFIED>QUEUED", "QUEUED>CANCELLED"}));
+  EXPECT_TRUE(watch.ok()) << watch.error_message();
+}
+
+TEST_F(CoordinatorTest, WorkerRunsJobToSuccessAndWatchReplaysInOrder) {
+  gcl::v1::Job job = Submit(kValidSpec);
+  ASSERT_TRUE(Register("w1", 1).ok());
+  EXPECT_EQ(MustGet(job.id()).reason(), "placed on worker w1; starting at its next heartbeat");
+
+  gcl::v1::HeartbeatResponse hb;
+  ASSERT_TRUE(Heartbeat("w1", &hb).ok());
+  ASSERT_EQ(hb.assignments_size(), 1);
+  EXPECT_EQ(hb.assignments(0).job_id(), job.id());
+  EXPECT_EQ(hb.assignments(0).attempt(), 1);
+  EXPECT_EQ(hb.assignments(0).spec().name(), "t-pre");
+  EXPECT_EQ(hb.assignments(0).device_ids_size(), 1);
+  EXPECT_GT(hb.lease_expiry_ms(), 0);
+  gcl::v1::Job running = MustGet(job.id());
+  EXPECT_EQ(running.state(), gcl::v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(running.worker_id(), "w1");
+  EXPECT_EQ(running.attempt(), 1);
+
+  // A second job waits: the only device is busy.
+  gcl::v1::Job next = Submit(kValidSpec);
+  EXPECT_EQ(next.reason(), "waiting for 1 free device (most free on one worker: 0)");
+  gcl::v1::HeartbeatResponse hb2;
+  ASSERT_TRUE(Heartbeat("w1", &hb2, {job.id()}).ok());
+  EXPECT_EQ(hb2.assignments_size(), 0);
+  EXPECT_EQ(hb2.cancel_job_ids_size(), 0);
+
+  // Watch live: started before the job ends, it must see the end.
+  std::vector<std::string> live;
+  grpc::Status live_status;
+  std::thread watcher([&] { live = WatchTransitions(job.id(), &live_status); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(Complete("w1", job.id(), 1, 0).ok());
+  watcher.join();
+  const std::vector<std::string> expected = {"UNSPECIFIED>QUEUED", "QUEUED>RUNNING", "RUNNING>SUCCEEDED"};
+  EXPECT_EQ(live, expected);
+  EXPECT_TRUE(live_status.ok()) << live_status.error_message();
+  EXPECT_EQ(MustGet(job.id()).state(), gcl::v1::JOB_STATE_SUCCEEDED);
+
+  grpc::Status replay_status;
+  EXPECT_EQ(WatchTransitions(job.id(), &replay_status), expected);  // replay after the end
+  // A stale report of the finished attempt is refused.
+  EXPECT_EQ(Complete("w1", job.id(), 1, 0).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+
+  // The freed device goes to the waiting job.
+  gcl::v1::HeartbeatResponse hb3;
+  ASSERT_TRUE(Heartbeat("w1", &hb3).ok());
+  ASSERT_EQ(hb3.assignments_size(), 1);
+  EXPECT_EQ(hb3.assignments(0).job_id(), next.id());
+}
+
+TEST_F(CoordinatorTest, FailedAttemptIsRetriedThenFails) {
+  gcl::v1::Job job = Submit(std::string(kValidSpec) + "max_attempts: 2\n");
+  ASSERT_TRUE(Register("w1", 1).ok());
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    gcl::v1::HeartbeatResponse hb;
+    ASSERT_TRUE(Heartbeat("w1", &hb).ok());
+    ASSERT_EQ(hb.assignments_size(), 1) << "attempt " << attempt;
+    EXPECT_EQ(hb.assignments(0).attempt(), attempt);
+    ASSERT_TRUE(Complete("w1", job.id(), attempt, 1).ok());
+  }
+  gcl::v1::Job failed = MustGet(job.id());
+  EXPECT_EQ(failed.state(), gcl::v1::JOB_STATE_FAILED);
+  EXPECT_THAT(failed.reason(), HasSubstr("exit code 1"));
+}
+
+TEST_F(CoordinatorTest, CancelRunningGoesThroughTheWorker) {
+  gcl::v1::Job job = Submit(kValidSpec);
+  ASSERT_TRUE(Register("w1", 2).ok());
+  gcl::v1::HeartbeatResponse hb;
+  ASSERT_TRUE(Heartbeat("w1", &hb).ok());
+  ASSERT_EQ(hb.assignments_size(), 1);
+  grpc::ClientContext ctx;
+  gcl::v1::CancelJobRequest req;
+  req.set_id(job.id());
+  gcl::v1::CancelJobResponse resp;
+  ASSERT_TRUE(jobs_->CancelJob(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.job().state(), gcl::v1::JOB_STATE_CANCELLING);
+  gcl::v1::HeartbeatResponse hb2;
+  ASSERT_TRUE(Heartbeat("w1", &hb2, {job.id(), "j-ffffffffffff"}).ok());
+  // Its cancelling job, and a job it runs that the coordinator does not place there.
+  EXPECT_THAT(std::vector<std::string>(hb2.cancel_job_ids().begin(), hb2.cancel_job_ids().end()),
+              ::testing::ElementsAre(job.id(), "j-ffffffffffff"));
+  ASSERT_TRUE(Complete("w1", job.id(), 1, 0, /*signal=*/15).ok());
+  EXPECT_EQ(MustGet(job.id()).state(), gcl::v1::JOB_STATE_CANCELLED);
+}
+
+TEST_F(CoordinatorTest, UnsatisfiableJobIsHeldWithReason) {
+  ASSERT_TRUE(Register("w1", 1).ok());
+  gcl::v1::Job job = Submit(std::string(kValidSpec) + "resources: {devices: 2}\n");
+  EXPECT_EQ(job.state(), gcl::v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(job.reason(), "needs 2 devices on one worker; the largest registered worker has 1");
+}
+
+TEST_F(CoordinatorTest, ExpiredLeaseMarksWorkerLostAndRequeues) {
+  StartCoordinator(/*lease_ms=*/300);
+  gcl::v1::Job job = Submit(kValidSpec);
+  ASSERT_TRUE(Register("w1", 1).ok());
+  gcl::v1::HeartbeatResponse hb;
+  ASSERT_TRUE(Heartbeat("w1", &hb).ok());
+  ASSERT_EQ(hb.assignments_size(), 1);
+  gcl::v1::Job now;
+  for (int i = 0; i < 200; ++i) {  // up to 10 s
+    now = MustGet(job.id());
+    if (now.state() == gcl::v1::JOB_STATE_QUEUED) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(now.state(), gcl::v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(now.attempt(), 1);
+  GCL_ASSERT_OK_AND_ASSIGN(storage::WorkerRecord w, coordinator_->registry().GetWorker("w1"));
+  EXPECT_EQ(w.state, storage::WorkerState::kLost);
+  gcl::v1::HeartbeatResponse late;
+  EXPECT_EQ(Heartbeat("w1", &late).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  // Re-registering brings it back and the job gets attempt 2.
+  ASSERT_TRUE(Register("w1", 1).ok());
+  gcl::v1::HeartbeatResponse again;
+  ASSERT_TRUE(Heartbeat("w1", &again).ok());
+  ASSERT_EQ(again.assignments_size(), 1);
+  EXPECT_EQ(again.assignments(0).attempt(), 2);
+}
+
+TEST_F(CoordinatorTest, RestartOnSameDatabaseKeepsJobs) {
+  gcl::v1::Job a = Submit(kValidSpec);
+  gcl::v1::Job b = Submit(kValidSpec);
+  StartCoordinator(60000);
+  gcl::v1::Job a2 = MustGet(a.id());
+  EXPECT_EQ(a2.state(), gcl::v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(a2.queue_position(), 1);
+  EXPECT_EQ(MustGet(b.id()).queue_position(), 2);
+  EXPECT_EQ(a2.reason(), "waiting for a worker (none registered)");
+}
+
+TEST_F(CoordinatorTest, HealthIsServingOverTheWire) {
+  // grpc.health.v1.HealthCheckRequest{service: ""} is the empty message;
+  // the reply {status: SERVING (1)} is the two bytes 08 01.
+  grpc::ByteBuffer request, response;
+  grpc::Slice empty("");
+  request = grpc::ByteBuffer(&empty, 1);
+  grpc::ClientContext ctx;
+  const grpc::internal::RpcMethod method("/grpc.health.v1.Health/Check", grpc::internal::RpcMethod::NORMAL_RPC);
+  grpc::Status s = grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(channel_.get(), method, &ctx,
+                                                                                        request, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+}
+
+TEST_F(CoordinatorTest, GclctlSubmitListGetCancel) {
+  const std::string good = (dir_.path() / "good.yaml").string();
+  const std::string bad = (dir_.path() / "bad.yaml").string();
+  std::ofstream(good) << kValidSpec;
+  std::ofstream(bad) << kUnknownKeySpec;
+  client::ConfigSources src;
+  src.flag_addr = coordinator_->address();
+  auto run = [&](std::vector<std::string> args, std::string* out, std::string* err) {
+    std::ostringstream o, e;
+    int rc = client::RunGclctl(args, src, o, e);
+    *out = o.str();
+    *err = e.str();
+    return rc;
+  };
+  std::string out, err;
+  ASSERT_EQ(run({"submit", good}, &out, &err), 0) << err;
+  const std::string id = out.substr(0, out.find('\n'));
+  EXPECT_THAT(id, StartsWith("j-"));
+  EXPECT_THAT(err, HasSubstr("QUEUED, #1 in the queue (waiting for a worker (none registered))"));
+
+  EXPECT_EQ(run({"submit", bad}, &out, &err), 1);
+  EXPECT_THAT(err, StartsWith("gclctl: " + bad + ":4:"));
+  EXPECT_THAT(err, HasSubstr("method.pool_kk: unknown key"));
+
+  ASSERT_EQ(run({"list"}, &out, &err), 0) << err;
+  EXPECT_THAT(out, HasSubstr(id));
+  EXPECT_THAT(out, HasSubstr("QUEUED"));
+  EXPECT_THAT(out, HasSubstr("#1: waiting for a worker"));
+  ASSERT_EQ(run({"get", id, "--output", "json"}, &out, &err), 0) << err;
+  EXPECT_THAT(out, HasSubstr("\"state\": \"JOB_STATE_QUEUED\""));
+  EXPECT_EQ(run({"get", "j-000000000000"}, &out, &err), 1);
+  EXPECT_THAT(err, StartsWith("gclctl: "));
+  ASSERT_EQ(run({"cancel", id}, &out, &err), 0) << err;
+  EXPECT_EQ(out, id + ": CANCELLED\n");
+  EXPECT_EQ(run({"watch", id}, &out, &err), 1);  // ended CANCELLED
+  EXPECT_THAT(out, HasSubstr("QUEUED -> CANCELLED"));
+  EXPECT_EQ(run({"frobnicate"}, &out, &err), 2);
+  EXPECT_EQ(run({"get"}, &out, &err), 2);
+}
+
+TEST(GclctlTest, UnreachableCoordinatorMessage) {
+  client::ConfigSources src;
+  src.flag_addr = "127.0.0.1:1";  // nothing listens on port 1
+  std::ostringstream o, e;
+  EXPECT_EQ(client::RunGclctl({"list"}, src, o, e), 1);
+  EXPECT_EQ(e.str(), "gclctl: cannot reach the coordinator at 127.0.0.1:1 (is gcl-coordinator running?)\n");
+}
+
+TEST(GclctlTest, AddressPrecedence) {
+  gcl::testing::TempDir dir;
+  const std::string cfg = (dir.path() / "config.yaml").string();
+  std::ofstream(cfg) << "addr: cfg-host:1234\ntoken: t0\n";
+  client::ConfigSources src;
+  src.config_path = cfg;
+  GCL_ASSERT_OK_AND_ASSIGN(client::ClientConfig c, client::ResolveConfig(src));
+  EXPECT_EQ(c.addr, "cfg-host:1234");
+  EXPECT_EQ(c.token, "t0");
+  src.env_addr = "env-host:1";
+  GCL_ASSERT_OK_AND_ASSIGN(c, client::ResolveConfig(src));
+  EXPECT_EQ(c.addr, "env-host:1");
+  src.flag_addr = "flag-host:2";
+  GCL_ASSERT_OK_AND_ASSIGN(c, client::ResolveConfig(src));
+  EXPECT_EQ(c.addr, "flag-host:2");
+  GCL_ASSERT_OK_AND_ASSIGN(c, client::ResolveConfig({}));
+  EXPECT_EQ(c.addr, "127.0.0.1:7070");
+  std::ofstream(cfg) << "addr: [a, b]\n";
+  src = {};
+  src.config_path = cfg;
+  EXPECT_THAT(client::ResolveConfig(src), gcl::testing::StatusIs(absl::StatusCode::kInvalidArgument, "addr"));
+}
+
+}  // namespace
+}  // namespace gcl::server

@@ -1,0 +1,106 @@
+#include "server/scheduler.h"
+
+#include <algorithm>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace gcl::server {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::Field;
+using ::testing::IsEmpty;
+
+std::vector<std::string> PlacedIds(const SchedulePlan& plan) {
+  std::vector<std::string> ids;
+  for (const Placement& p : plan.placements) ids.push_back(p.job_id + "@" + p.worker_id);
+  return ids;
+}
+
+TEST(SchedulerTest, PriorityThenFifo) {
+  // One 1-device worker: only the first job in scheduling order runs.
+  std::vector<QueuedJob> jobs = {
+      {"old-low", 0, 1, 1}, {"new-high", 5, 3, 1}, {"old-high", 5, 2, 1}, {"new-low", 0, 4, 1}};
+  SchedulePlan plan = Schedule(jobs, {{"w1", 1, 1}});
+  EXPECT_THAT(PlacedIds(plan), ElementsAre("old-high@w1"));
+  ASSERT_EQ(plan.waiting.size(), 3u);
+  EXPECT_EQ(plan.waiting[0].job_id, "new-high");
+  EXPECT_EQ(plan.waiting[1].job_id, "old-low");
+  EXPECT_EQ(plan.waiting[2].job_id, "new-low");
+  EXPECT_EQ(plan.waiting[0].position, 1);
+  EXPECT_EQ(plan.waiting[2].position, 3);
+  EXPECT_EQ(plan.waiting[0].reason, "waiting for 1 free device (most free on one worker: 0)");
+  EXPECT_FALSE(plan.waiting[0].unsatisfiable);
+}
+
+TEST(SchedulerTest, GangIsNeverSplitOverWorkers) {
+  SchedulePlan plan = Schedule({{"gang", 0, 1, 2}}, {{"a", 1, 1}, {"b", 1, 1}});
+  EXPECT_THAT(plan.placements, IsEmpty());
+  ASSERT_EQ(plan.waiting.size(), 1u);
+  EXPECT_TRUE(plan.waiting[0].unsatisfiable);
+  EXPECT_EQ(plan.waiting[0].reason, "needs 2 devices on one worker; the largest registered worker has 1");
+}
+
+TEST(SchedulerTest, GangWaitsForFreeDevicesOnOneWorker) {
+  // Worker c has 4 devices, 3 busy; a has 2 busy of 2: 1 free at most.
+  SchedulePlan plan = Schedule({{"gang", 0, 1, 2}}, {{"a", 2, 0}, {"c", 4, 1}});
+  EXPECT_THAT(plan.placements, IsEmpty());
+  ASSERT_EQ(plan.waiting.size(), 1u);
+  EXPECT_FALSE(plan.waiting[0].unsatisfiable);
+  EXPECT_EQ(plan.waiting[0].reason, "waiting for 2 free devices (most free on one worker: 1)");
+}
+
+TEST(SchedulerTest, BestFitKeepsTheLargeHoleForTheGang) {
+  // The 1-device job goes to the 1-free worker, leaving 2 free for the gang.
+  SchedulePlan plan = Schedule({{"small", 1, 1, 1}, {"gang", 0, 2, 2}}, {{"big", 2, 2}, {"tiny", 1, 1}});
+  EXPECT_THAT(PlacedIds(plan), ElementsAre("small@tiny", "gang@big"));
+  EXPECT_THAT(plan.waiting, IsEmpty());
+}
+
+TEST(SchedulerTest, SmallerJobsBackfillBehindABlockedOne) {
+  SchedulePlan plan = Schedule({{"big", 0, 1, 3}, {"small", 0, 2, 1}}, {{"w", 2, 2}});
+  EXPECT_THAT(PlacedIds(plan), ElementsAre("small@w"));
+  ASSERT_EQ(plan.waiting.size(), 1u);
+  EXPECT_EQ(plan.waiting[0].job_id, "big");
+  EXPECT_EQ(plan.waiting[0].position, 1);
+  EXPECT_TRUE(plan.waiting[0].unsatisfiable);
+}
+
+TEST(SchedulerTest, FillsAWorkerUpToItsDevices) {
+  SchedulePlan plan = Schedule({{"j1", 0, 1, 1}, {"j2", 0, 2, 1}, {"j3", 0, 3, 1}}, {{"w", 2, 2}});
+  EXPECT_THAT(PlacedIds(plan), ElementsAre("j1@w", "j2@w"));
+  ASSERT_EQ(plan.waiting.size(), 1u);
+  EXPECT_EQ(plan.waiting[0].job_id, "j3");
+  EXPECT_EQ(plan.waiting[0].reason, "waiting for 1 free device (most free on one worker: 0)");
+}
+
+TEST(SchedulerTest, NoWorkersHoldsEveryJobWithAReason) {
+  SchedulePlan plan = Schedule({{"a", 0, 1, 1}, {"b", 0, 2, 8}}, {});
+  EXPECT_THAT(plan.placements, IsEmpty());
+  ASSERT_EQ(plan.waiting.size(), 2u);
+  for (const Waiting& w : plan.waiting) {
+    EXPECT_EQ(w.reason, "waiting for a worker (none registered)");
+    EXPECT_FALSE(w.unsatisfiable);
+  }
+  EXPECT_EQ(plan.waiting[1].position, 2);
+}
+
+TEST(SchedulerTest, ZeroDeviceJobRunsOnAFullWorker) {
+  SchedulePlan plan = Schedule({{"cpu-only", 0, 1, 0}}, {{"w", 1, 0}});
+  EXPECT_THAT(PlacedIds(plan), ElementsAre("cpu-only@w"));
+}
+
+TEST(SchedulerTest, DeterministicRegardlessOfInputOrder) {
+  std::vector<QueuedJob> jobs = {{"x", 0, 7, 1}, {"y", 0, 7, 1}, {"z", 1, 9, 1}};
+  std::vector<WorkerCapacity> workers = {{"w2", 1, 1}, {"w1", 1, 1}};
+  SchedulePlan a = Schedule(jobs, workers);
+  std::reverse(jobs.begin(), jobs.end());
+  std::reverse(workers.begin(), workers.end());
+  SchedulePlan b = Schedule(jobs, workers);
+  EXPECT_EQ(PlacedIds(a), PlacedIds(b));
+  EXPECT_THAT(PlacedIds(a), ElementsAre("z@w1", "x@w2"));
+}
+
+}  // namespace
+}  // namespace gcl::server

@@ -1,0 +1,515 @@
+#include "worker/agent/agent.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gcl/base/sha256.h"
+#include "gcl/base/status_macros.h"
+#include "worker/agent/metrics_tail.h"
+#include "worker/agent/process_supervisor.h"
+#include "worker/agent/spec_yaml_writer.h"
+
+namespace gcl::agent {
+namespace fs = std::filesystem;
+using gcl::v1::Assignment;
+
+namespace {
+
+int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
+absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
+  if (s.ok()) return absl::OkStatus();
+  // absl and gRPC share the code numbering (ecosystem-notes.md section 1).
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      absl::StrCat(what, ": ", s.error_message()));
+}
+
+void AgentLog(const std::string& text) { std::fprintf(stderr, "gcl-worker: %s\n", text.c_str()); }
+
+std::string HostName() {
+  char buf[256] = {0};
+  if (::gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
+  return buf;
+}
+
+const char* KindCommand(gcl::v1::Kind kind) {
+  switch (kind) {
+    case gcl::v1::KIND_PRETRAIN: return "pretrain";
+    case gcl::v1::KIND_FINETUNE: return "finetune";
+    case gcl::v1::KIND_EXPERIMENT: return "experiment";
+    default: return nullptr;
+  }
+}
+
+// "step-00000100.ckpt" -> 100; -1 when not a checkpoint name.
+int64_t CheckpointStep(const std::string& name) {
+  if (name.rfind("step-", 0) != 0 || name.size() <= 10 ||
+      name.compare(name.size() - 5, 5, ".ckpt") != 0) {
+    return -1;
+  }
+  int64_t step = 0;
+  for (size_t i = 5; i < name.size() - 5; ++i) {
+    if (name[i] < '0' || name[i] > '9') return -1;
+    step = step * 10 + (name[i] - '0');
+  }
+  return step;
+}
+
+}  // namespace
+
+struct Agent::Attempt {
+  Assignment assignment;
+  std::thread thread;
+  std::atomic<bool> finished{false};
+  std::mutex mu;
+  std::unique_ptr<ProcessSupervisor> process;  // guarded by mu
+  bool cancelled = false;                      // guarded by mu
+  std::vector<gcl::v1::LogLine> logs;          // guarded by mu: queued for ReportProgress
+  absl::Time last_activity = absl::Now();      // guarded by mu
+};
+
+std::vector<gcl::v1::Device> Agent::LocalDevices() {
+  gcl::v1::Device cpu;
+  cpu.set_id("cpu:0");
+  cpu.set_type(gcl::v1::DEVICE_TYPE_CPU);
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) cpu.set_memory_bytes(static_cast<int64_t>(pages) * page);
+  return {cpu};
+}
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
+  if (options.coordinator.empty()) return absl::InvalidArgumentError("--coordinator is required");
+  auto creds = options.credentials ? options.credentials : grpc::InsecureChannelCredentials();
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  auto channel = grpc::CreateCustomChannel(options.coordinator, creds, args);
+  return Create(std::move(options), gcl::v1::WorkerService::NewStub(channel));
+}
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
+    AgentOptions options, std::unique_ptr<gcl::v1::WorkerService::StubInterface> stub) {
+  if (options.work_dir.empty()) return absl::InvalidArgumentError("--work-dir is required");
+  if (options.trainer_path.empty()) return absl::InvalidArgumentError("--trainer is required");
+  if (::access(options.trainer_path.c_str(), X_OK) != 0) {
+    return absl::NotFoundError(
+        absl::StrCat("trainer ", options.trainer_path, " is not an executable file"));
+  }
+  std::error_code ec;
+  fs::create_directories(options.work_dir, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot create work dir ", options.work_dir, ": ", ec.message()));
+  }
+  if (options.worker_id.empty()) options.worker_id = HostName();
+  if (options.chunk_bytes <= 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
+  return std::unique_ptr<Agent>(new Agent(std::move(options), std::move(stub)));
+}
+
+Agent::Agent(AgentOptions options, std::unique_ptr<gcl::v1::WorkerService::StubInterface> stub)
+    : options_(std::move(options)), stub_(std::move(stub)) {}
+
+Agent::~Agent() {
+  Shutdown();
+  std::map<std::string, std::unique_ptr<Attempt>> attempts;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    attempts.swap(attempts_);
+  }
+  for (auto& [id, a] : attempts) {
+    if (a->thread.joinable()) a->thread.join();
+  }
+}
+
+void Agent::SetupContext(grpc::ClientContext* ctx, bool deadline) const {
+  if (!options_.token.empty()) ctx->AddMetadata("authorization", "Bearer " + options_.token);
+  if (deadline) ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+}
+
+void Agent::Shutdown() {
+  std::vector<Attempt*> running;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutdown_ = true;
+    for (auto& [id, a] : attempts_) running.push_back(a.get());
+  }
+  cv_.notify_all();
+  for (Attempt* a : running) {
+    std::lock_guard<std::mutex> lock(a->mu);
+    a->cancelled = true;
+    if (a->process) a->process->Kill(options_.kill_grace, "agent shutting down: killed");
+  }
+}
+
+std::vector<std::string> Agent::RunningJobIds() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> ids;
+  for (auto& [id, a] : attempts_) {
+    if (!a->finished) ids.push_back(id);
+  }
+  return ids;
+}
+
+absl::Status Agent::Register() {
+  gcl::v1::RegisterRequest req;
+  req.set_worker_id(options_.worker_id);
+  req.set_hostname(HostName());
+  for (const auto& d : LocalDevices()) *req.add_devices() = d;
+  (*req.mutable_labels())["cpu_cores"] = absl::StrCat(std::thread::hardware_concurrency());
+  for (const auto& id : RunningJobIds()) req.add_running_job_ids(id);
+  gcl::v1::RegisterResponse resp;
+  grpc::ClientContext ctx;
+  SetupContext(&ctx, true);
+  GCL_RETURN_IF_ERROR(FromGrpc(stub_->Register(&ctx, req, &resp), "Register"));
+  if (resp.heartbeat_seconds() > 0) heartbeat_interval_ = absl::Seconds(resp.heartbeat_seconds());
+  return absl::OkStatus();
+}
+
+absl::Status Agent::Run() {
+  bool registered = false;
+  absl::Duration backoff = absl::Seconds(1);
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (shutdown_) break;
+    }
+    absl::Duration wait = heartbeat_interval_;
+    if (!registered) {
+      absl::Status s = Register();
+      if (s.ok()) {
+        registered = true;
+        backoff = absl::Seconds(1);
+        AgentLog(absl::StrCat("registered as ", options_.worker_id, " with ",
+                              options_.coordinator));
+        wait = absl::ZeroDuration();
+      } else {
+        AgentLog(absl::StrCat(s.message(), "; retrying in ", absl::FormatDuration(backoff)));
+        wait = backoff;
+        backoff = std::min(backoff * 2, absl::Seconds(30));
+      }
+    } else {
+      gcl::v1::HeartbeatRequest req;
+      req.set_worker_id(options_.worker_id);
+      for (const auto& id : RunningJobIds()) req.add_running_job_ids(id);
+      gcl::v1::HeartbeatResponse resp;
+      grpc::ClientContext ctx;
+      SetupContext(&ctx, true);
+      const grpc::Status s = stub_->Heartbeat(&ctx, req, &resp);
+      if (s.ok()) {
+        HandleHeartbeat(resp);
+      } else if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
+        registered = false;  // the coordinator forgot us: register again
+        wait = absl::ZeroDuration();
+      } else {
+        AgentLog(absl::StrCat("Heartbeat: ", s.error_message()));
+      }
+    }
+    ReapFinished();
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, absl::ToChronoNanoseconds(wait), [this] { return shutdown_; });
+  }
+  return absl::OkStatus();
+}
+
+void Agent::HandleHeartbeat(const gcl::v1::HeartbeatResponse& response) {
+  for (const Assignment& a : response.assignments()) StartAttempt(a);
+  for (const std::string& id : response.cancel_job_ids()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = attempts_.find(id);
+    if (it == attempts_.end()) continue;
+    Attempt* a = it->second.get();
+    std::lock_guard<std::mutex> alock(a->mu);
+    a->cancelled = true;
+    if (a->process) a->process->Kill(options_.kill_grace, "cancelled: killed");
+  }
+}
+
+void Agent::StartAttempt(const Assignment& assignment) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutdown_) return;
+  auto it = attempts_.find(assignment.job_id());
+  if (it != attempts_.end()) {
+    if (it->second->assignment.attempt() == assignment.attempt()) return;  // already running
+    if (!it->second->finished) return;  // the old attempt is still being stopped
+    it->second->thread.join();
+    attempts_.erase(it);
+  }
+  auto a = std::make_unique<Attempt>();
+  a->assignment = assignment;
+  Attempt* raw = a.get();
+  attempts_[assignment.job_id()] = std::move(a);
+  raw->thread = std::thread([this, raw] { RunAttempt(raw); });
+}
+
+void Agent::ReapFinished() {
+  std::vector<std::unique_ptr<Attempt>> done;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = attempts_.begin(); it != attempts_.end();) {
+      if (it->second->finished) {
+        done.push_back(std::move(it->second));
+        it = attempts_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& a : done) a->thread.join();
+}
+
+void Agent::RunAttempt(Attempt* attempt) {
+  const Assignment& asg = attempt->assignment;
+  const std::string& job_id = asg.job_id();
+  const int32_t n = asg.attempt();
+  auto log = [attempt, n](const std::string& stream, std::string_view text) {
+    gcl::v1::LogLine line;
+    line.set_attempt(n);
+    line.set_time_ms(NowMs());
+    line.set_stream(stream);
+    line.set_text(std::string(text));
+    std::lock_guard<std::mutex> lock(attempt->mu);
+    attempt->logs.push_back(std::move(line));
+  };
+
+  // Progress stream, (re)opened lazily: a broken stream must not stop the trainer.
+  std::unique_ptr<grpc::ClientContext> stream_ctx;
+  std::unique_ptr<grpc::ClientWriterInterface<gcl::v1::ProgressReport>> stream;
+  gcl::v1::ReportProgressResponse stream_resp;
+  bool stale = false;  // the coordinator no longer wants this attempt
+  auto close_stream = [&]() {
+    if (!stream) return;
+    stream->WritesDone();
+    const grpc::Status s = stream->Finish();
+    if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) stale = true;
+    if (!s.ok()) AgentLog(absl::StrCat(job_id, ": ReportProgress: ", s.error_message()));
+    stream.reset();
+    stream_ctx.reset();
+  };
+  auto send = [&](gcl::v1::ProgressReport report) {
+    report.set_job_id(job_id);
+    report.set_attempt(n);
+    if (!stream) {
+      stream_ctx = std::make_unique<grpc::ClientContext>();
+      SetupContext(stream_ctx.get(), false);
+      stream = stub_->ReportProgress(stream_ctx.get(), &stream_resp);
+    }
+    if (!stream->Write(report)) close_stream();  // report dropped; reopened on the next one
+  };
+  auto drain_logs = [&]() {
+    std::vector<gcl::v1::LogLine> logs;
+    {
+      std::lock_guard<std::mutex> lock(attempt->mu);
+      logs.swap(attempt->logs);
+    }
+    for (auto& l : logs) {
+      gcl::v1::ProgressReport r;
+      *r.mutable_log() = std::move(l);
+      send(std::move(r));
+    }
+  };
+
+  const fs::path dir = fs::path(options_.work_dir) / "jobs" / job_id / absl::StrCat("attempt-", n);
+  const fs::path out_dir = dir / "out";
+  const std::string metrics_path = (dir / "metrics.jsonl").string();
+  ExitInfo exit;
+  exit.exit_code = -1;
+  std::unique_ptr<ProcessSupervisor> process;
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  const char* command = KindCommand(asg.spec().kind());
+  if (ec) {
+    exit.reason = absl::StrCat("agent: cannot create ", out_dir.string(), ": ", ec.message());
+  } else if (command == nullptr) {
+    exit.reason = "agent: the job spec has no kind";
+  } else {
+    const std::string spec_path = (dir / "spec.yaml").string();
+    std::ofstream(spec_path, std::ios::trunc) << JobSpecToYaml(asg.spec());
+    if (!asg.resume_checkpoint_id().empty()) {
+      log("agent", absl::StrCat("resume from checkpoint ", asg.resume_checkpoint_id(),
+                                " is not supported by this agent yet: starting fresh"));
+    }
+    if (asg.world_size() > 1) {
+      log("agent", absl::StrCat("multi-rank jobs are not supported by this agent yet: running "
+                                "rank ", asg.rank(), " of ", asg.world_size(), " only"));
+    }
+    LaunchOptions lo;
+    lo.argv = {options_.trainer_path, command, "--spec", spec_path, "--output", out_dir.string(),
+               "--metrics", metrics_path, "--quiet"};
+    lo.env = {absl::StrCat("GCL_JOB_ID=", job_id), absl::StrCat("GCL_ATTEMPT=", n),
+              absl::StrCat("GCL_RANK=", asg.rank()),
+              absl::StrCat("GCL_WORLD_SIZE=", std::max(1, asg.world_size())),
+              absl::StrCat("GCL_RENDEZVOUS=", asg.rendezvous())};
+    lo.working_dir = dir.string();
+    lo.on_stdout = [log](std::string_view l) { log("stdout", l); };
+    lo.on_stderr = [log](std::string_view l) { log("stderr", l); };
+    auto launched = ProcessSupervisor::Launch(std::move(lo));
+    if (!launched.ok()) {
+      exit.reason = absl::StrCat("agent: ", launched.status().message());
+    } else {
+      process = *std::move(launched);
+    }
+  }
+
+  MetricsTail tail(metrics_path);
+  std::set<std::string> uploaded;
+  std::map<std::string, int> upload_failures;
+  auto forward_metrics = [&](bool final) {
+    absl::StatusOr<std::vector<gcl::v1::MetricsPoint>> points;
+    {
+      // tail.last_growth() is read by the watchdog thread under this lock.
+      std::lock_guard<std::mutex> lock(attempt->mu);
+      points = final ? tail.Flush() : tail.Poll();
+    }
+    if (!points.ok()) return;
+    for (auto& p : *points) {
+      gcl::v1::ProgressReport progress;
+      auto* pr = progress.mutable_progress();
+      pr->set_step(p.step());
+      pr->set_total_steps(asg.spec().train().steps());
+      pr->set_phase(command != nullptr ? command : "");
+      for (const auto& s : p.samples()) {
+        if (s.name() == "gcl_train_loss" &&
+            (s.labels().empty() || s.labels().count("term") == 0 || s.labels().at("term") == "total")) {
+          pr->set_loss(s.value());
+        }
+        if (s.name() == "gcl_train_step_seconds") pr->set_step_seconds(s.value());
+      }
+      gcl::v1::ProgressReport metrics;
+      *metrics.mutable_metrics() = std::move(p);
+      send(std::move(metrics));
+      send(std::move(progress));
+    }
+  };
+  auto upload_new_checkpoints = [&]() {
+    std::error_code iec;
+    if (!fs::is_directory(out_dir, iec)) return;
+    std::vector<fs::path> found;
+    for (auto it = fs::recursive_directory_iterator(out_dir, iec);
+         !iec && it != fs::recursive_directory_iterator(); it.increment(iec)) {
+      const std::string name = it->path().filename().string();
+      if (CheckpointStep(name) < 0 || uploaded.count(it->path().string())) continue;
+      // The sidecar is written after the checkpoint: its presence means complete.
+      if (!fs::exists(it->path().string() + ".sha256", iec)) continue;
+      found.push_back(it->path());
+    }
+    std::sort(found.begin(), found.end());
+    for (const fs::path& path : found) {
+      absl::Status s = [&]() -> absl::Status {
+        std::ifstream side(path.string() + ".sha256");
+        std::string want;
+        side >> want;
+        if (want.size() != 64) return absl::DataLossError("malformed sha256 sidecar");
+        std::ifstream in(path, std::ios::binary);
+        if (!in) return absl::UnavailableError("cannot open");
+        gcl::v1::CheckpointUpload head;
+        auto* c = head.mutable_checkpoint();
+        c->set_job_id(job_id);
+        c->set_attempt(n);
+        c->set_step(CheckpointStep(path.filename().string()));
+        c->set_size_bytes(static_cast<int64_t>(fs::file_size(path)));
+        c->set_sha256(want);
+        c->set_created_ms(NowMs());
+        grpc::ClientContext ctx;
+        SetupContext(&ctx, false);
+        gcl::v1::UploadCheckpointResponse resp;
+        auto writer = stub_->UploadCheckpoint(&ctx, &resp);
+        bool ok = writer->Write(head);
+        Sha256 digest;
+        std::string buf(static_cast<size_t>(options_.chunk_bytes), '\0');
+        while (ok && in) {
+          in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+          const std::streamsize got = in.gcount();
+          if (got <= 0) break;
+          gcl::v1::CheckpointUpload chunk;
+          chunk.set_data(buf.data(), static_cast<size_t>(got));
+          digest.Update(std::string_view(buf.data(), static_cast<size_t>(got)));
+          ok = writer->Write(chunk);
+        }
+        if (ok && digest.HexDigest() != want) {
+          ctx.TryCancel();  // do not let a corrupt file be stored
+          writer->Finish();
+          return absl::DataLossError("sha256 does not match its sidecar");
+        }
+        writer->WritesDone();
+        return FromGrpc(writer->Finish(), "UploadCheckpoint");
+      }();
+      if (s.ok()) {
+        uploaded.insert(path.string());
+        log("agent", absl::StrCat("uploaded checkpoint ", path.filename().string()));
+      } else if (++upload_failures[path.string()] >= 3 || absl::IsDataLoss(s)) {
+        uploaded.insert(path.string());  // give up on this one
+        log("agent", absl::StrCat("checkpoint ", path.filename().string(), " not uploaded: ",
+                                  s.message()));
+      }
+    }
+  };
+
+  if (process) {
+    {
+      std::lock_guard<std::mutex> lock(attempt->mu);
+      attempt->process = std::move(process);
+      if (attempt->cancelled) attempt->process->Kill(options_.kill_grace, "cancelled: killed");
+      attempt->process->SetWatchdog(
+          [attempt, &tail]() {
+            std::lock_guard<std::mutex> l(attempt->mu);
+            return std::max(attempt->last_activity, tail.last_growth());
+          },
+          options_.stall_timeout, std::min(options_.kill_grace, absl::Seconds(10)));
+    }
+    ProcessSupervisor* p = attempt->process.get();
+    while (true) {
+      std::optional<ExitInfo> done = p->WaitFor(options_.poll_interval);
+      forward_metrics(false);
+      drain_logs();
+      upload_new_checkpoints();
+      if (stale) p->Kill(absl::ZeroDuration(), "stale attempt (coordinator): killed");
+      if (done.has_value()) {
+        exit = *done;
+        break;
+      }
+    }
+    forward_metrics(true);
+  }
+  log("agent", absl::StrCat("attempt ", n, " ended: ", exit.reason));
+  drain_logs();
+  upload_new_checkpoints();
+  drain_logs();
+  close_stream();
+
+  gcl::v1::CompleteRequest req;
+  req.set_worker_id(options_.worker_id);
+  req.set_job_id(job_id);
+  req.set_attempt(n);
+  req.set_exit_code(exit.exit_code);
+  req.set_signal(exit.signal);
+  req.set_reason(exit.reason);
+  for (int tries = 0; tries < 5; ++tries) {
+    grpc::ClientContext ctx;
+    SetupContext(&ctx, true);
+    gcl::v1::CompleteResponse resp;
+    const grpc::Status s = stub_->Complete(&ctx, req, &resp);
+    if (s.ok() || s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+        s.error_code() == grpc::StatusCode::NOT_FOUND) {
+      break;
+    }
+    AgentLog(absl::StrCat(job_id, ": Complete: ", s.error_message()));
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cv_.wait_for(lock, std::chrono::seconds(1 << tries), [this] { return shutdown_; })) break;
+  }
+  {
+    std::lock_guard<std::mutex> lock(attempt->mu);
+    attempt->process.reset();
+  }
+  attempt->finished = true;
+  cv_.notify_all();
+}
+
+}  // namespace gcl::agent

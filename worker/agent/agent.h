@@ -1,0 +1,88 @@
+// The gcl-worker agent (architecture.md section 3): registers this host's
+// devices with the coordinator, renews its lease with heartbeats, and for
+// each Assignment runs one gcl-train child in a per-attempt folder
+//   <work_dir>/jobs/<job_id>/attempt-<n>/{spec.yaml,metrics.jsonl,out/}
+// forwarding its metrics and log lines (ReportProgress), uploading each new
+// checkpoint (UploadCheckpoint, 1 MiB chunks, sha256 from the .sha256
+// sidecar, checked while reading), killing it on cancel, and reporting how
+// it ended (Complete). A crashing or hanging trainer only ends its attempt.
+//
+// Not yet supported (reported to the coordinator as an "agent" log line):
+// resume_checkpoint_id (the attempt starts fresh), world_size > 1 (one rank
+// only; GCL_RANK/GCL_WORLD_SIZE/GCL_RENDEZVOUS are set in its environment).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <condition_variable>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "gcl/v1/worker.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace gcl::agent {
+
+struct AgentOptions {
+  std::string coordinator;   // host:port
+  std::string work_dir;      // REQUIRES: non-empty; created when missing
+  std::string trainer_path;  // gcl-train executable
+  std::string worker_id;     // empty: the host name
+  std::string token;         // sent as "authorization: Bearer <token>" when non-empty
+  std::shared_ptr<grpc::ChannelCredentials> credentials;  // null: insecure
+  absl::Duration kill_grace = absl::Seconds(30);      // SIGTERM -> SIGKILL on cancel
+  absl::Duration stall_timeout = absl::Seconds(600);  // no metrics growth -> killed
+  absl::Duration poll_interval = absl::Milliseconds(500);  // metrics/checkpoint scan
+  absl::Duration rpc_timeout = absl::Seconds(30);
+  int64_t chunk_bytes = int64_t{1} << 20;
+};
+
+class Agent {
+ public:
+  // Checks the options and builds a channel to options.coordinator.
+  static absl::StatusOr<std::unique_ptr<Agent>> Create(AgentOptions options);
+  // Same with a given stub (tests: an in-process server's channel).
+  static absl::StatusOr<std::unique_ptr<Agent>> Create(
+      AgentOptions options, std::unique_ptr<gcl::v1::WorkerService::StubInterface> stub);
+  ~Agent();  // Shutdown() and joins every attempt
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Registers (retrying with backoff), then heartbeats until Shutdown().
+  // Returns OK after Shutdown(); never fails because of a trainer.
+  absl::Status Run();
+  // Thread-safe: stops Run() and kills running trainers (kill_grace).
+  void Shutdown();
+
+  std::vector<std::string> RunningJobIds();
+  const std::string& worker_id() const { return options_.worker_id; }
+
+  // "cpu:0" (memory = physical RAM); CUDA devices are not probed yet.
+  static std::vector<gcl::v1::Device> LocalDevices();
+
+ private:
+  struct Attempt;
+  Agent(AgentOptions options, std::unique_ptr<gcl::v1::WorkerService::StubInterface> stub);
+  absl::Status Register();
+  void HandleHeartbeat(const gcl::v1::HeartbeatResponse& response);
+  void StartAttempt(const gcl::v1::Assignment& assignment);
+  void RunAttempt(Attempt* attempt);
+  void ReapFinished();
+  void SetupContext(grpc::ClientContext* ctx, bool deadline) const;
+
+  AgentOptions options_;
+  std::unique_ptr<gcl::v1::WorkerService::StubInterface> stub_;
+  absl::Duration heartbeat_interval_ = absl::Seconds(5);
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool shutdown_ = false;
+  std::map<std::string, std::unique_ptr<Attempt>> attempts_;  // by job id
+};
+
+}  // namespace gcl::agent

@@ -1,0 +1,84 @@
+// gcl-worker: the worker agent (architecture.md section 3).
+//   gcl-worker --coordinator ADDR --work-dir DIR --trainer PATH [--worker-id ID]
+//              [--token TOKEN] [--stall-timeout SECONDS] [--kill-grace SECONDS]
+// SIGINT/SIGTERM: kill the running trainers (grace) and exit.
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "worker/agent/agent.h"
+
+namespace {
+
+int Usage(const char* why) {
+  std::fprintf(stderr,
+               "gcl-worker: %s\nusage: gcl-worker --coordinator ADDR --work-dir DIR --trainer PATH "
+               "[--worker-id ID] [--token TOKEN] [--stall-timeout S] [--kill-grace S]\n",
+               why);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gcl::agent::AgentOptions options;
+  if (const char* token = std::getenv("GCL_TOKEN")) options.token = token;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") return Usage("the GCL worker agent"), 0;
+    if (i + 1 >= argc) return Usage((arg + " needs a value").c_str());
+    const std::string v = argv[++i];
+    if (arg == "--coordinator") {
+      options.coordinator = v;
+    } else if (arg == "--work-dir") {
+      options.work_dir = v;
+    } else if (arg == "--trainer") {
+      options.trainer_path = v;
+    } else if (arg == "--worker-id") {
+      options.worker_id = v;
+    } else if (arg == "--token") {
+      options.token = v;
+    } else if (arg == "--stall-timeout" || arg == "--kill-grace") {
+      char* end = nullptr;
+      const double s = std::strtod(v.c_str(), &end);
+      if (*end != '\0' || !(s > 0)) return Usage((arg + " needs a positive number").c_str());
+      (arg == "--stall-timeout" ? options.stall_timeout : options.kill_grace) = absl::Seconds(s);
+    } else {
+      return Usage(("unknown flag " + arg).c_str());
+    }
+  }
+  if (options.coordinator.empty()) return Usage("--coordinator is required");
+
+  // Signals are taken by a dedicated thread (sigwait), not a handler.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto agent = gcl::agent::Agent::Create(options);
+  if (!agent.ok()) {
+    std::fprintf(stderr, "gcl-worker: error: %s\n", std::string(agent.status().message()).c_str());
+    return 1;
+  }
+  gcl::agent::Agent* a = agent->get();
+  std::thread signals([a, set] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    std::fprintf(stderr, "gcl-worker: %s: shutting down\n", strsignal(sig));
+    a->Shutdown();
+  });
+  signals.detach();
+  const absl::Status s = a->Run();
+  agent->reset();  // joins the attempts (their trainers were killed)
+  if (!s.ok()) {
+    std::fprintf(stderr, "gcl-worker: error: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
