@@ -74,6 +74,18 @@ CheckpointRecord ReadCheckpoint(const Statement& st) {
   return c;
 }
 
+// Every row of a prepared query, read by `read`.
+template <typename ReadFn>
+auto CollectRows(Statement& st, ReadFn read) -> absl::StatusOr<std::vector<decltype(read(st))>> {
+  std::vector<decltype(read(st))> out;
+  while (true) {
+    GCL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(read(st));
+  }
+  return out;
+}
+
 bool IsSha256Hex(std::string_view s) {
   if (s.size() != 64) return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
@@ -290,12 +302,7 @@ absl::StatusOr<JobRecord> Registry::GetJob(std::string_view id) {
 
 absl::StatusOr<std::vector<JobRecord>> Registry::QueryJobsLocked(std::string_view sql) {
   GCL_ASSIGN_OR_RETURN(Statement st, db_->Prepare(sql));
-  std::vector<JobRecord> out;
-  while (true) {
-    GCL_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    out.push_back(ReadJob(st));
-  }
+  GCL_ASSIGN_OR_RETURN(std::vector<JobRecord> out, CollectRows(st, ReadJob));
   return out;
 }
 
@@ -637,12 +644,7 @@ absl::StatusOr<std::vector<JobRecord>> Registry::ListQueued(int limit) {
                        db_->Prepare(internal::Cat("SELECT ", kJobCols, " FROM jobs WHERE state='QUEUED' "
                                                  "ORDER BY priority DESC, submit_seq LIMIT ?1")));
   st.Bind(1, static_cast<int64_t>(limit <= 0 ? -1 : limit));
-  std::vector<JobRecord> out;
-  while (true) {
-    GCL_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    out.push_back(ReadJob(st));
-  }
+  GCL_ASSIGN_OR_RETURN(std::vector<JobRecord> out, CollectRows(st, ReadJob));
   return out;
 }
 
@@ -738,12 +740,7 @@ absl::StatusOr<std::vector<WorkerRecord>> Registry::ListWorkers() {
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(Statement st,
                        db_->Prepare(internal::Cat("SELECT ", kWorkerCols, " FROM workers ORDER BY id")));
-  std::vector<WorkerRecord> out;
-  while (true) {
-    GCL_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    out.push_back(ReadWorker(st));
-  }
+  GCL_ASSIGN_OR_RETURN(std::vector<WorkerRecord> out, CollectRows(st, ReadWorker));
   return out;
 }
 
@@ -841,12 +838,7 @@ absl::StatusOr<std::vector<CheckpointRecord>> Registry::ListCheckpoints(std::str
                        db_->Prepare(internal::Cat("SELECT ", kCkptCols, " FROM checkpoints WHERE job_id=?1 "
                                                  "AND state<>'DELETED' ORDER BY step, id")));
   st.Bind(1, job_id);
-  std::vector<CheckpointRecord> out;
-  while (true) {
-    GCL_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    out.push_back(ReadCheckpoint(st));
-  }
+  GCL_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> out, CollectRows(st, ReadCheckpoint));
   return out;
 }
 

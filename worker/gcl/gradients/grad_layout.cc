@@ -198,4 +198,42 @@ void FillGramStats(const torch::Tensor& gram, const torch::Tensor& coef, Conflic
   }
 }
 
+torch::Tensor CombineFromCoefficients(const std::vector<torch::Tensor>& grads,
+                                      const std::vector<int64_t>& offsets,
+                                      const std::vector<int64_t>& sizes,
+                                      const std::vector<double>& coef, int64_t num_tensors,
+                                      const torch::Tensor& gram,
+                                      const std::vector<PairStats>& pairs,
+                                      const std::vector<double>& w_sum,
+                                      const std::vector<double>& w_abs_norm, ConflictStats* stats) {
+  const int64_t nm = static_cast<int64_t>(grads.size());
+  const int64_t nb = static_cast<int64_t>(sizes.size());
+  // ĝ = (1/M) Σ_m g'_m = Σ_a u[a] ∘ g_a with u[a, b] = (1/M) Σ_m coef[m, a, b].
+  std::vector<double> u(nm * nb, 0.0);
+  for (int64_t m = 0; m < nm; ++m)
+    for (int64_t a = 0; a < nm; ++a)
+      for (int64_t b = 0; b < nb; ++b) u[a * nb + b] += coef[(m * nm + a) * nb + b] / nm;
+  torch::Tensor out = BlockLinearCombination(grads, offsets, sizes, u);
+  if (stats == nullptr) return out;
+
+  const torch::Tensor coef_t =
+      torch::from_blob(const_cast<double*>(coef.data()), {nm, nm, nb}, torch::kFloat64)
+          .expand({nm, nm, num_tensors})
+          .clone(at::MemoryFormat::Contiguous);
+  FillGramStats(gram, coef_t, stats);
+  for (size_t pi = 0; pi < pairs.size(); ++pi) {
+    PairStats& dst = stats->pairs[pi];
+    const PairStats& src = pairs[pi];
+    dst.n_none = src.n_none;
+    dst.n_slight = src.n_slight;
+    dst.n_conflict = src.n_conflict;
+    dst.n_modified = src.n_modified;
+    dst.w_max = src.w_max;
+    dst.w_mean = src.n_modified > 0 ? w_sum[pi] / src.n_modified : 0.0;
+    const double norm_m = stats->norm_pre[dst.m];
+    dst.w_rel = norm_m > 0 ? w_abs_norm[pi] / norm_m : 0.0;
+  }
+  return out;
+}
+
 }  // namespace gcl::core

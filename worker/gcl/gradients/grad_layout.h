@@ -86,6 +86,21 @@ torch::Tensor BlockLinearCombination(const std::vector<torch::Tensor>& grads,
 // (m-major, m' ascending) and their m/other set; other pair fields are kept.
 void FillGramStats(const torch::Tensor& gram, const torch::Tensor& coef, ConflictStats* stats);
 
+// Shared last step of GradMitigator and PCGrad. coef is row-major [M, M, B]
+// with g'_m[b] = Σ_a coef[m, a, b] · g_a[b]; returns ĝ = (1/M) Σ_m g'_m.
+// When stats is non-null, fills FillGramStats' fields (block b's
+// coefficients broadcast to the Q layout tensors when B = 1) and, per pair,
+// the counts n_none/n_slight/n_conflict/n_modified and w_max from `pairs`,
+// w_mean = w_sum / n_modified and w_rel = w_abs_norm / ||g_m||.
+torch::Tensor CombineFromCoefficients(const std::vector<torch::Tensor>& grads,
+                                      const std::vector<int64_t>& offsets,
+                                      const std::vector<int64_t>& sizes,
+                                      const std::vector<double>& coef, int64_t num_tensors,
+                                      const torch::Tensor& gram,
+                                      const std::vector<PairStats>& pairs,
+                                      const std::vector<double>& w_sum,
+                                      const std::vector<double>& w_abs_norm, ConflictStats* stats);
+
 // Index of pair (m, other) in ConflictStats::pairs (m-major, other ascending).
 inline int64_t PairIndex(int64_t num_labels, int64_t m, int64_t other) {
   return m * (num_labels - 1) + (other < m ? other : other - 1);

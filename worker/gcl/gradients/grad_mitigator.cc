@@ -131,30 +131,10 @@ torch::Tensor GradMitigator::Combine(const std::vector<torch::Tensor>& grads,
     }
   }
 
-  // ĝ = (1/M) Σ_m g'_m = Σ_a u[a] ∘ g_a with u[a, b] = (1/M) Σ_m C(m, a, b).
-  std::vector<double> u(nm * nb, 0.0);
-  for (int64_t m = 0; m < nm; ++m)
-    for (int64_t a = 0; a < nm; ++a)
-      for (int64_t b = 0; b < nb; ++b) u[a * nb + b] += C(m, a, b) / nm;
-  torch::Tensor out = BlockLinearCombination(g32, block_offsets_, block_sizes_, u);
-
+  torch::Tensor out = CombineFromCoefficients(g32, block_offsets_, block_sizes_, coef, nq, gram,
+                                              pairs, w_sum, w_abs_norm, stats);
   if (stats != nullptr) {
-    // Coefficients per layout tensor (whole-model: the one block's, broadcast).
-    const torch::Tensor coef_t = torch::from_blob(coef.data(), {nm, nm, nb}, torch::kFloat64)
-                                     .expand({nm, nm, nq})
-                                     .clone(at::MemoryFormat::Contiguous);
-    FillGramStats(gram, coef_t, stats);
-    for (size_t pi = 0; pi < pairs.size(); ++pi) {
-      PairStats& dst = stats->pairs[pi];
-      const PairStats& src = pairs[pi];
-      dst.n_none = src.n_none;
-      dst.n_slight = src.n_slight;
-      dst.n_conflict = src.n_conflict;
-      dst.n_modified = src.n_modified;
-      dst.w_mean = src.n_modified > 0 ? w_sum[pi] / src.n_modified : 0.0;
-      dst.w_max = src.w_max;
-      const double norm_m = stats->norm_pre[dst.m];
-      dst.w_rel = norm_m > 0 ? w_abs_norm[pi] / norm_m : 0.0;
+    for (PairStats& dst : stats->pairs) {
       const torch::Tensor row = targets_[dst.m][dst.other];
       dst.target_mean = nb > 0 ? row.mean().item<double>() : 0.0;
       dst.target_min = nb > 0 ? row.min().item<double>() : 0.0;

@@ -90,27 +90,11 @@ torch::Tensor PCGradCombine(const std::vector<torch::Tensor>& grads, const GradL
       }
     }
   }
-  std::vector<double> u(nm * nb, 0.0);  // ĝ[b] = Σ_a u[a, b] g_a[b]
-  for (int64_t m = 0; m < nm; ++m)
-    for (int64_t a = 0; a < nm; ++a)
-      for (int64_t b = 0; b < nb; ++b) u[a * nb + b] += C(m, a, b) / nm;
-  torch::Tensor out = BlockLinearCombination(g, offsets, sizes, u);
-
+  torch::Tensor out =
+      CombineFromCoefficients(g, offsets, sizes, coef, nq, gram, pairs, w_sum, w_abs, stats);
   if (stats != nullptr) {
-    const torch::Tensor coef_t = torch::from_blob(coef.data(), {nm, nm, nb}, torch::kFloat64)
-                                     .expand({nm, nm, nq})
-                                     .clone(at::MemoryFormat::Contiguous);
-    FillGramStats(gram, coef_t, stats);
-    for (size_t pi = 0; pi < pairs.size(); ++pi) {
-      PairStats& dst = stats->pairs[pi];
-      dst.n_none = pairs[pi].n_none;
-      dst.n_conflict = pairs[pi].n_conflict;
-      dst.n_slight = 0;
-      dst.n_modified = pairs[pi].n_modified;
-      dst.w_max = pairs[pi].w_max;
-      dst.w_mean = dst.n_modified > 0 ? w_sum[pi] / dst.n_modified : 0.0;
-      const double norm_m = stats->norm_pre[dst.m];
-      dst.w_rel = norm_m > 0 ? w_abs[pi] / norm_m : 0.0;
+    for (PairStats& dst : stats->pairs) {
+      dst.n_slight = 0;  // PCGrad's target is 0: a pair conflicts or it does not
       dst.target_mean = dst.target_min = dst.target_max = 0;
     }
   }
