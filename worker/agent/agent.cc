@@ -109,6 +109,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
     return absl::UnavailableError(
         absl::StrCat("cannot create work dir ", options.work_dir, ": ", ec.message()));
   }
+  // Trainers run inside their attempt folder, so every path handed to them
+  // (spec, output, metrics) must not depend on the agent's working directory.
+  options.work_dir = fs::absolute(options.work_dir).lexically_normal().string();
   if (options.worker_id.empty()) options.worker_id = HostName();
   if (options.chunk_bytes <= 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
   return std::unique_ptr<Agent>(new Agent(std::move(options), std::move(stub)));
