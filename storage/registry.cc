@@ -88,9 +88,8 @@ auto CollectRows(Statement& st, ReadFn read) -> absl::StatusOr<std::vector<declt
 
 bool IsSha256Hex(std::string_view s) {
   if (s.size() != 64) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-  });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 absl::Status NotFound(std::string_view what, std::string_view id) {
@@ -151,9 +150,9 @@ std::string Registry::NewJobIdLocked() {
 // ---------------------------------------------------------------- events
 
 absl::StatusOr<int64_t> Registry::AppendEventLocked(const JobEvent& e) {
-  GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare("INSERT INTO job_events(job_id,at_ms,kind,from_state,to_state,"
-                                    "reason,attempt,payload_json) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"));
+  GCL_ASSIGN_OR_RETURN(
+      Statement st, db_->Prepare("INSERT INTO job_events(job_id,at_ms,kind,from_state,to_state,"
+                                 "reason,attempt,payload_json) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"));
   st.Bind(1, e.job_id).Bind(2, e.at_ms).Bind(3, e.kind).Bind(4, e.from_state).Bind(5, e.to_state);
   st.Bind(6, e.reason).Bind(7, e.attempt).Bind(8, e.payload_json.empty() ? "{}" : e.payload_json);
   GCL_RETURN_IF_ERROR(st.Run());
@@ -161,7 +160,8 @@ absl::StatusOr<int64_t> Registry::AppendEventLocked(const JobEvent& e) {
 }
 
 absl::StatusOr<int64_t> Registry::AppendEvent(std::string_view job_id, std::string_view kind,
-                                              std::string_view reason, std::string_view payload_json) {
+                                              std::string_view reason,
+                                              std::string_view payload_json) {
   if (kind.empty()) return absl::InvalidArgumentError("event kind must not be empty");
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
@@ -178,32 +178,29 @@ absl::StatusOr<int64_t> Registry::AppendEvent(std::string_view job_id, std::stri
   return seq;
 }
 
-absl::StatusOr<std::vector<JobEvent>> Registry::EventsAfter(std::string_view job_id, int64_t after_seq,
-                                                            int limit) {
+absl::StatusOr<std::vector<JobEvent>> Registry::EventsAfter(std::string_view job_id,
+                                                            int64_t after_seq, int limit) {
   if (limit <= 0) limit = 1000;
   absl::MutexLock lock(&mu_);
   GCL_RETURN_IF_ERROR(GetJobLocked(job_id).status());
-  GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare("SELECT seq,job_id,at_ms,kind,from_state,to_state,reason,attempt,"
-                                    "payload_json FROM job_events WHERE job_id=?1 AND seq>?2 "
-                                    "ORDER BY seq LIMIT ?3"));
+  GCL_ASSIGN_OR_RETURN(
+      Statement st, db_->Prepare("SELECT seq,job_id,at_ms,kind,from_state,to_state,reason,attempt,"
+                                 "payload_json FROM job_events WHERE job_id=?1 AND seq>?2 "
+                                 "ORDER BY seq LIMIT ?3"));
   st.Bind(1, job_id).Bind(2, after_seq).Bind(3, static_cast<int64_t>(limit));
-  std::vector<JobEvent> out;
-  while (true) {
-    GCL_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    JobEvent e;
-    e.seq = st.ColumnInt64(0);
-    e.job_id = st.ColumnText(1);
-    e.at_ms = st.ColumnInt64(2);
-    e.kind = st.ColumnText(3);
-    e.from_state = st.ColumnText(4);
-    e.to_state = st.ColumnText(5);
-    e.reason = st.ColumnText(6);
-    e.attempt = static_cast<int32_t>(st.ColumnInt64(7));
-    e.payload_json = st.ColumnText(8);
-    out.push_back(std::move(e));
-  }
+  GCL_ASSIGN_OR_RETURN(std::vector<JobEvent> out, CollectRows(st, [](const Statement& st) {
+                         JobEvent e;
+                         e.seq = st.ColumnInt64(0);
+                         e.job_id = st.ColumnText(1);
+                         e.at_ms = st.ColumnInt64(2);
+                         e.kind = st.ColumnText(3);
+                         e.from_state = st.ColumnText(4);
+                         e.to_state = st.ColumnText(5);
+                         e.reason = st.ColumnText(6);
+                         e.attempt = static_cast<int32_t>(st.ColumnInt64(7));
+                         e.payload_json = st.ColumnText(8);
+                         return e;
+                       }));
   return out;
 }
 
@@ -213,9 +210,11 @@ absl::StatusOr<JobRecord> Registry::CreateJobLocked(const NewJob& in, int64_t no
   if (in.name.empty()) return absl::InvalidArgumentError("job name must not be empty");
   if (in.kind.empty()) return absl::InvalidArgumentError("job kind must not be empty");
   if (in.max_attempts < 1) {
-    return absl::InvalidArgumentError(internal::Cat("max_attempts must be >= 1, got ", in.max_attempts));
+    return absl::InvalidArgumentError(
+        internal::Cat("max_attempts must be >= 1, got ", in.max_attempts));
   }
-  if (in.devices < 0) return absl::InvalidArgumentError(internal::Cat("devices must be >= 0, got ", in.devices));
+  if (in.devices < 0)
+    return absl::InvalidArgumentError(internal::Cat("devices must be >= 0, got ", in.devices));
   if (!in.parent_id.empty()) {
     absl::StatusOr<JobRecord> parent = GetJobLocked(in.parent_id);
     if (!parent.ok()) return NotFound("parent job", in.parent_id);
@@ -233,16 +232,18 @@ absl::StatusOr<JobRecord> Registry::CreateJobLocked(const NewJob& in, int64_t no
   j.devices = in.devices;
   j.created_ms = j.updated_ms = j.queued_ms = now;
   j.parent_id = in.parent_id;
-  GCL_ASSIGN_OR_RETURN(j.submit_seq, db_->QueryInt64("SELECT COALESCE(MAX(submit_seq),0)+1 FROM jobs"));
+  GCL_ASSIGN_OR_RETURN(j.submit_seq,
+                       db_->QueryInt64("SELECT COALESCE(MAX(submit_seq),0)+1 FROM jobs"));
 
   absl::Status inserted;
   for (int tries = 0; tries < 8; ++tries) {
     j.id = NewJobIdLocked();
     GCL_ASSIGN_OR_RETURN(
         Statement st,
-        db_->Prepare("INSERT INTO jobs(id,name,kind,owner,priority,spec_blob,spec_text,state,reason,"
-                     "max_attempts,devices,submit_seq,created_ms,updated_ms,queued_ms,parent_id) "
-                     "VALUES(?1,?2,?3,?4,?5,?6,?7,'QUEUED',?8,?9,?10,?11,?12,?12,?12,?13)"));
+        db_->Prepare(
+            "INSERT INTO jobs(id,name,kind,owner,priority,spec_blob,spec_text,state,reason,"
+            "max_attempts,devices,submit_seq,created_ms,updated_ms,queued_ms,parent_id) "
+            "VALUES(?1,?2,?3,?4,?5,?6,?7,'QUEUED',?8,?9,?10,?11,?12,?12,?12,?13)"));
     st.Bind(1, j.id).Bind(2, j.name).Bind(3, j.kind).Bind(4, j.owner).Bind(5, j.priority);
     st.BindBlob(6, j.spec_blob).Bind(7, j.spec_text).Bind(8, j.reason).Bind(9, j.max_attempts);
     st.Bind(10, j.devices).Bind(11, j.submit_seq).Bind(12, now);
@@ -288,7 +289,8 @@ absl::StatusOr<std::vector<JobRecord>> Registry::CreateJobs(const std::vector<Ne
 }
 
 absl::StatusOr<JobRecord> Registry::GetJobLocked(std::string_view id) {
-  GCL_ASSIGN_OR_RETURN(Statement st, db_->Prepare(internal::Cat("SELECT ", kJobCols, " FROM jobs WHERE id=?1")));
+  GCL_ASSIGN_OR_RETURN(Statement st,
+                       db_->Prepare(internal::Cat("SELECT ", kJobCols, " FROM jobs WHERE id=?1")));
   st.Bind(1, id);
   GCL_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return NotFound("job", id);
@@ -365,10 +367,10 @@ absl::StatusOr<JobPage> Registry::ListJobs(const JobFilter& f) {
 
 absl::Status Registry::MoveJobLocked(const JobRecord& job, JobState to, std::string_view reason,
                                      int32_t failures, int64_t now) {
-  GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare("UPDATE jobs SET state=?2, reason=?3, failures=?4, updated_ms=?5, "
-                                    "queued_ms=CASE WHEN ?2='QUEUED' THEN ?5 ELSE queued_ms END "
-                                    "WHERE id=?1"));
+  GCL_ASSIGN_OR_RETURN(
+      Statement st, db_->Prepare("UPDATE jobs SET state=?2, reason=?3, failures=?4, updated_ms=?5, "
+                                 "queued_ms=CASE WHEN ?2='QUEUED' THEN ?5 ELSE queued_ms END "
+                                 "WHERE id=?1"));
   st.Bind(1, job.id).Bind(2, ToString(to)).Bind(3, reason).Bind(4, failures).Bind(5, now);
   GCL_RETURN_IF_ERROR(st.Run());
   JobEvent e;
@@ -384,9 +386,10 @@ absl::Status Registry::MoveJobLocked(const JobRecord& job, JobState to, std::str
 
 absl::Status Registry::CloseAttemptLocked(std::string_view job_id, int32_t attempt,
                                           const AttemptOutcome& outcome, int64_t now) {
-  GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare("UPDATE attempts SET state=?3, ended_ms=?4, exit_code=?5, reason=?6 "
-                                    "WHERE job_id=?1 AND attempt=?2 AND state='RUNNING'"));
+  GCL_ASSIGN_OR_RETURN(
+      Statement st,
+      db_->Prepare("UPDATE attempts SET state=?3, ended_ms=?4, exit_code=?5, reason=?6 "
+                   "WHERE job_id=?1 AND attempt=?2 AND state='RUNNING'"));
   st.Bind(1, job_id).Bind(2, attempt).Bind(3, ToString(outcome.state)).Bind(4, now);
   if (outcome.exit_code.has_value()) {
     st.Bind(5, *outcome.exit_code);
@@ -414,8 +417,8 @@ absl::Status Registry::Transition(std::string_view id, JobState to, std::string_
   GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
   GCL_ASSIGN_OR_RETURN(JobRecord job, GetJobLocked(id));
   if (expected_attempt >= 0 && job.attempt != expected_attempt) {
-    return absl::FailedPreconditionError(internal::Cat("job ", id, " is at attempt ", job.attempt,
-                                                      ", not ", expected_attempt));
+    return absl::FailedPreconditionError(
+        internal::Cat("job ", id, " is at attempt ", job.attempt, ", not ", expected_attempt));
   }
   GCL_RETURN_IF_ERROR(CheckTransition(job.state, to));
   const int64_t now = NowMs();
@@ -424,10 +427,18 @@ absl::Status Registry::Transition(std::string_view id, JobState to, std::string_
     AttemptOutcome outcome;
     outcome.reason = std::string(reason);
     switch (to) {
-      case JobState::kSucceeded: outcome.state = AttemptState::kSucceeded; break;
-      case JobState::kFailed: outcome.state = AttemptState::kFailed; break;
-      case JobState::kCancelled: outcome.state = AttemptState::kCancelled; break;
-      default: outcome.state = AttemptState::kPreempted; break;  // RUNNING -> QUEUED
+      case JobState::kSucceeded:
+        outcome.state = AttemptState::kSucceeded;
+        break;
+      case JobState::kFailed:
+        outcome.state = AttemptState::kFailed;
+        break;
+      case JobState::kCancelled:
+        outcome.state = AttemptState::kCancelled;
+        break;
+      default:
+        outcome.state = AttemptState::kPreempted;
+        break;  // RUNNING -> QUEUED
     }
     GCL_RETURN_IF_ERROR(CloseAttemptLocked(job.id, job.attempt, outcome, now));
   }
@@ -447,7 +458,8 @@ absl::Status Registry::SetReason(std::string_view id, std::string_view reason) {
   }
   if (job.reason == reason) return absl::OkStatus();
   const int64_t now = NowMs();
-  GCL_ASSIGN_OR_RETURN(Statement st, db_->Prepare("UPDATE jobs SET reason=?2, updated_ms=?3 WHERE id=?1"));
+  GCL_ASSIGN_OR_RETURN(Statement st,
+                       db_->Prepare("UPDATE jobs SET reason=?2, updated_ms=?3 WHERE id=?1"));
   st.Bind(1, id).Bind(2, reason).Bind(3, now);
   GCL_RETURN_IF_ERROR(st.Run());
   JobEvent e;
@@ -464,8 +476,9 @@ absl::Status Registry::SetReason(std::string_view id, std::string_view reason) {
 absl::Status Registry::SetProgress(std::string_view id, int64_t step, int64_t total) {
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
-  GCL_ASSIGN_OR_RETURN(Statement st, db_->Prepare("UPDATE jobs SET progress_step=?2, progress_total=?3, "
-                                                  "updated_ms=?4 WHERE id=?1"));
+  GCL_ASSIGN_OR_RETURN(Statement st,
+                       db_->Prepare("UPDATE jobs SET progress_step=?2, progress_total=?3, "
+                                    "updated_ms=?4 WHERE id=?1"));
   st.Bind(1, id).Bind(2, step).Bind(3, total).Bind(4, NowMs());
   GCL_RETURN_IF_ERROR(st.Run());
   if (db_->Changes() != 1) return NotFound("job", id);
@@ -474,15 +487,16 @@ absl::Status Registry::SetProgress(std::string_view id, int64_t step, int64_t to
 
 // ---------------------------------------------------------------- attempts
 
-absl::StatusOr<int32_t> Registry::StartAttempt(std::string_view job_id, std::string_view worker_id) {
+absl::StatusOr<int32_t> Registry::StartAttempt(std::string_view job_id,
+                                               std::string_view worker_id) {
   if (worker_id.empty()) return absl::InvalidArgumentError("worker_id must not be empty");
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
   GCL_ASSIGN_OR_RETURN(JobRecord job, GetJobLocked(job_id));
   GCL_RETURN_IF_ERROR(CheckTransition(job.state, JobState::kRunning));
   if (job.failures >= job.max_attempts) {
-    return absl::FailedPreconditionError(internal::Cat("job ", job_id, " used all ", job.max_attempts,
-                                                      " attempts"));
+    return absl::FailedPreconditionError(
+        internal::Cat("job ", job_id, " used all ", job.max_attempts, " attempts"));
   }
   const int64_t now = NowMs();
   const int32_t attempt = job.attempt + 1;
@@ -495,9 +509,10 @@ absl::StatusOr<int32_t> Registry::StartAttempt(std::string_view job_id, std::str
     GCL_RETURN_IF_ERROR(st.Run());
   }
   {
-    GCL_ASSIGN_OR_RETURN(Statement st,
-                         db_->Prepare("INSERT INTO attempts(job_id,attempt,worker_id,state,started_ms) "
-                                      "VALUES(?1,?2,?3,'RUNNING',?4)"));
+    GCL_ASSIGN_OR_RETURN(
+        Statement st,
+        db_->Prepare("INSERT INTO attempts(job_id,attempt,worker_id,state,started_ms) "
+                     "VALUES(?1,?2,?3,'RUNNING',?4)"));
     st.Bind(1, job.id).Bind(2, attempt).Bind(3, worker_id).Bind(4, now);
     GCL_RETURN_IF_ERROR(st.Run());
   }
@@ -515,7 +530,8 @@ absl::StatusOr<int32_t> Registry::StartAttempt(std::string_view job_id, std::str
   return attempt;
 }
 
-absl::StatusOr<JobRecord> Registry::FinishAttemptLocked(const JobRecord& job, const AttemptOutcome& outcome,
+absl::StatusOr<JobRecord> Registry::FinishAttemptLocked(const JobRecord& job,
+                                                        const AttemptOutcome& outcome,
                                                         int64_t now) {
   GCL_RETURN_IF_ERROR(CloseAttemptLocked(job.id, job.attempt, outcome, now));
   JobState to = JobState::kFailed;
@@ -531,7 +547,7 @@ absl::StatusOr<JobRecord> Registry::FinishAttemptLocked(const JobRecord& job, co
     case AttemptState::kPreempted:
       to = JobState::kQueued;
       reason = internal::Cat("preempted in attempt ", job.attempt,
-                            outcome.reason.empty() ? "" : ": ", outcome.reason);
+                             outcome.reason.empty() ? "" : ": ", outcome.reason);
       break;
     case AttemptState::kFailed:
     case AttemptState::kLost:
@@ -539,15 +555,15 @@ absl::StatusOr<JobRecord> Registry::FinishAttemptLocked(const JobRecord& job, co
       if (failures < job.max_attempts) {
         to = JobState::kQueued;
         reason = internal::Cat("retrying: attempt ", job.attempt, " ",
-                              outcome.state == AttemptState::kLost ? "lost" : "failed",
-                              outcome.reason.empty() ? "" : ": ", outcome.reason, " (", failures, "/",
-                              job.max_attempts, " failures)");
+                               outcome.state == AttemptState::kLost ? "lost" : "failed",
+                               outcome.reason.empty() ? "" : ": ", outcome.reason, " (", failures,
+                               "/", job.max_attempts, " failures)");
       } else {
         to = JobState::kFailed;
         reason = internal::Cat("attempt ", job.attempt, " ",
-                              outcome.state == AttemptState::kLost ? "lost" : "failed",
-                              outcome.reason.empty() ? "" : ": ", outcome.reason, "; max_attempts (",
-                              job.max_attempts, ") reached");
+                               outcome.state == AttemptState::kLost ? "lost" : "failed",
+                               outcome.reason.empty() ? "" : ": ", outcome.reason,
+                               "; max_attempts (", job.max_attempts, ") reached");
       }
       break;
     case AttemptState::kRunning:
@@ -575,9 +591,9 @@ absl::StatusOr<JobRecord> Registry::FinishAttempt(std::string_view job_id, int32
   GCL_ASSIGN_OR_RETURN(JobRecord job, GetJobLocked(job_id));
   if (job.attempt != attempt ||
       (job.state != JobState::kRunning && job.state != JobState::kCancelling)) {
-    return absl::FailedPreconditionError(internal::Cat("stale report: job ", job_id, " is ",
-                                                      ToString(job.state), " at attempt ", job.attempt,
-                                                      ", report is for attempt ", attempt));
+    return absl::FailedPreconditionError(
+        internal::Cat("stale report: job ", job_id, " is ", ToString(job.state), " at attempt ",
+                      job.attempt, ", report is for attempt ", attempt));
   }
   GCL_ASSIGN_OR_RETURN(JobRecord after, FinishAttemptLocked(job, outcome, NowMs()));
   GCL_RETURN_IF_ERROR(tx.Commit());
@@ -601,8 +617,8 @@ absl::StatusOr<JobRecord> Registry::RequeueLocked(std::string_view job_id, std::
     job.updated_ms = job.queued_ms = now;
     return job;
   }
-  return absl::FailedPreconditionError(internal::Cat("cannot requeue job ", job_id, " in state ",
-                                                    ToString(job.state)));
+  return absl::FailedPreconditionError(
+      internal::Cat("cannot requeue job ", job_id, " in state ", ToString(job.state)));
 }
 
 absl::StatusOr<JobRecord> Registry::Requeue(std::string_view job_id, std::string_view reason) {
@@ -616,33 +632,33 @@ absl::StatusOr<JobRecord> Registry::Requeue(std::string_view job_id, std::string
 absl::StatusOr<std::vector<AttemptRecord>> Registry::ListAttempts(std::string_view job_id) {
   absl::MutexLock lock(&mu_);
   GCL_RETURN_IF_ERROR(GetJobLocked(job_id).status());
-  GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare("SELECT job_id,attempt,worker_id,state,started_ms,ended_ms,exit_code,"
-                                    "reason FROM attempts WHERE job_id=?1 ORDER BY attempt"));
+  GCL_ASSIGN_OR_RETURN(
+      Statement st,
+      db_->Prepare("SELECT job_id,attempt,worker_id,state,started_ms,ended_ms,exit_code,"
+                   "reason FROM attempts WHERE job_id=?1 ORDER BY attempt"));
   st.Bind(1, job_id);
-  std::vector<AttemptRecord> out;
-  while (true) {
-    GCL_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    AttemptRecord a;
-    a.job_id = st.ColumnText(0);
-    a.attempt = static_cast<int32_t>(st.ColumnInt64(1));
-    a.worker_id = st.ColumnText(2);
-    a.state = ParseAttemptState(st.ColumnText(3)).value_or(AttemptState::kRunning);
-    a.started_ms = st.ColumnInt64(4);
-    if (!st.IsNull(5)) a.ended_ms = st.ColumnInt64(5);
-    if (!st.IsNull(6)) a.exit_code = static_cast<int32_t>(st.ColumnInt64(6));
-    a.reason = st.ColumnText(7);
-    out.push_back(std::move(a));
-  }
+  GCL_ASSIGN_OR_RETURN(std::vector<AttemptRecord> out, CollectRows(st, [](const Statement& st) {
+                         AttemptRecord a;
+                         a.job_id = st.ColumnText(0);
+                         a.attempt = static_cast<int32_t>(st.ColumnInt64(1));
+                         a.worker_id = st.ColumnText(2);
+                         a.state =
+                             ParseAttemptState(st.ColumnText(3)).value_or(AttemptState::kRunning);
+                         a.started_ms = st.ColumnInt64(4);
+                         if (!st.IsNull(5)) a.ended_ms = st.ColumnInt64(5);
+                         if (!st.IsNull(6)) a.exit_code = static_cast<int32_t>(st.ColumnInt64(6));
+                         a.reason = st.ColumnText(7);
+                         return a;
+                       }));
   return out;
 }
 
 absl::StatusOr<std::vector<JobRecord>> Registry::ListQueued(int limit) {
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare(internal::Cat("SELECT ", kJobCols, " FROM jobs WHERE state='QUEUED' "
-                                                 "ORDER BY priority DESC, submit_seq LIMIT ?1")));
+                       db_->Prepare(internal::Cat("SELECT ", kJobCols,
+                                                  " FROM jobs WHERE state='QUEUED' "
+                                                  "ORDER BY priority DESC, submit_seq LIMIT ?1")));
   st.Bind(1, static_cast<int64_t>(limit <= 0 ? -1 : limit));
   GCL_ASSIGN_OR_RETURN(std::vector<JobRecord> out, CollectRows(st, ReadJob));
   return out;
@@ -652,8 +668,8 @@ absl::StatusOr<int64_t> Registry::QueuePosition(std::string_view job_id) {
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(JobRecord job, GetJobLocked(job_id));
   if (job.state != JobState::kQueued) {
-    return absl::FailedPreconditionError(internal::Cat("job ", job_id, " is ", ToString(job.state),
-                                                      ", not QUEUED"));
+    return absl::FailedPreconditionError(
+        internal::Cat("job ", job_id, " is ", ToString(job.state), ", not QUEUED"));
   }
   GCL_ASSIGN_OR_RETURN(Statement st,
                        db_->Prepare("SELECT COUNT(*) FROM jobs WHERE state='QUEUED' AND "
@@ -666,8 +682,10 @@ absl::StatusOr<int64_t> Registry::QueuePosition(std::string_view job_id) {
 
 absl::StatusOr<std::vector<JobRecord>> Registry::RecoverActive() {
   absl::MutexLock lock(&mu_);
-  return QueryJobsLocked(internal::Cat("SELECT ", kJobCols, " FROM jobs WHERE state IN "
-                                      "('QUEUED','SCHEDULED','RUNNING','CANCELLING') ORDER BY submit_seq"));
+  return QueryJobsLocked(
+      internal::Cat("SELECT ", kJobCols,
+                    " FROM jobs WHERE state IN "
+                    "('QUEUED','SCHEDULED','RUNNING','CANCELLING') ORDER BY submit_seq"));
 }
 
 // ---------------------------------------------------------------- workers
@@ -698,12 +716,13 @@ absl::Status Registry::UpsertWorker(const WorkerRecord& w) {
   const int64_t now = NowMs();
   GCL_ASSIGN_OR_RETURN(
       Statement st,
-      db_->Prepare("INSERT INTO workers(id,address,devices,memory_bytes,labels_json,state,registered_ms,"
-                   "last_seen_ms,lease_expiry_ms) VALUES(?1,?2,?3,?4,?5,'ALIVE',?6,?6,?7) "
-                   "ON CONFLICT(id) DO UPDATE SET address=excluded.address, devices=excluded.devices, "
-                   "memory_bytes=excluded.memory_bytes, labels_json=excluded.labels_json, "
-                   "state='ALIVE', last_seen_ms=excluded.last_seen_ms, "
-                   "lease_expiry_ms=excluded.lease_expiry_ms"));
+      db_->Prepare(
+          "INSERT INTO workers(id,address,devices,memory_bytes,labels_json,state,registered_ms,"
+          "last_seen_ms,lease_expiry_ms) VALUES(?1,?2,?3,?4,?5,'ALIVE',?6,?6,?7) "
+          "ON CONFLICT(id) DO UPDATE SET address=excluded.address, devices=excluded.devices, "
+          "memory_bytes=excluded.memory_bytes, labels_json=excluded.labels_json, "
+          "state='ALIVE', last_seen_ms=excluded.last_seen_ms, "
+          "lease_expiry_ms=excluded.lease_expiry_ms"));
   st.Bind(1, w.id).Bind(2, w.address).Bind(3, w.devices).Bind(4, w.memory_bytes);
   st.Bind(5, w.labels_json.empty() ? "{}" : w.labels_json).Bind(6, now).Bind(7, w.lease_expiry_ms);
   GCL_RETURN_IF_ERROR(st.Run());
@@ -723,13 +742,14 @@ absl::Status Registry::TouchWorker(std::string_view worker_id, int64_t lease_exp
   q.Bind(1, worker_id);
   GCL_ASSIGN_OR_RETURN(bool row, q.Step());
   if (!row) return NotFound("worker", worker_id);
-  return absl::FailedPreconditionError(internal::Cat("worker ", worker_id, " is LOST; re-register"));
+  return absl::FailedPreconditionError(
+      internal::Cat("worker ", worker_id, " is LOST; re-register"));
 }
 
 absl::StatusOr<WorkerRecord> Registry::GetWorker(std::string_view worker_id) {
   absl::MutexLock lock(&mu_);
-  GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare(internal::Cat("SELECT ", kWorkerCols, " FROM workers WHERE id=?1")));
+  GCL_ASSIGN_OR_RETURN(Statement st, db_->Prepare(internal::Cat("SELECT ", kWorkerCols,
+                                                                " FROM workers WHERE id=?1")));
   st.Bind(1, worker_id);
   GCL_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return NotFound("worker", worker_id);
@@ -738,8 +758,8 @@ absl::StatusOr<WorkerRecord> Registry::GetWorker(std::string_view worker_id) {
 
 absl::StatusOr<std::vector<WorkerRecord>> Registry::ListWorkers() {
   absl::MutexLock lock(&mu_);
-  GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare(internal::Cat("SELECT ", kWorkerCols, " FROM workers ORDER BY id")));
+  GCL_ASSIGN_OR_RETURN(Statement st, db_->Prepare(internal::Cat("SELECT ", kWorkerCols,
+                                                                " FROM workers ORDER BY id")));
   GCL_ASSIGN_OR_RETURN(std::vector<WorkerRecord> out, CollectRows(st, ReadWorker));
   return out;
 }
@@ -757,10 +777,10 @@ absl::StatusOr<std::vector<std::string>> Registry::MarkWorkerLost(std::string_vi
   }
   std::vector<std::string> jobs;
   {
-    GCL_ASSIGN_OR_RETURN(Statement st,
-                         db_->Prepare("SELECT a.job_id FROM attempts a JOIN jobs j ON j.id=a.job_id "
-                                      "AND j.attempt=a.attempt WHERE a.worker_id=?1 AND "
-                                      "a.state='RUNNING' ORDER BY j.submit_seq"));
+    GCL_ASSIGN_OR_RETURN(
+        Statement st, db_->Prepare("SELECT a.job_id FROM attempts a JOIN jobs j ON j.id=a.job_id "
+                                   "AND j.attempt=a.attempt WHERE a.worker_id=?1 AND "
+                                   "a.state='RUNNING' ORDER BY j.submit_seq"));
     st.Bind(1, worker_id);
     while (true) {
       GCL_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -768,8 +788,8 @@ absl::StatusOr<std::vector<std::string>> Registry::MarkWorkerLost(std::string_vi
       jobs.push_back(st.ColumnText(0));
     }
   }
-  const std::string why = reason.empty() ? internal::Cat("worker ", worker_id, " lost")
-                                         : std::string(reason);
+  const std::string why =
+      reason.empty() ? internal::Cat("worker ", worker_id, " lost") : std::string(reason);
   for (const std::string& id : jobs) GCL_RETURN_IF_ERROR(RequeueLocked(id, why, now).status());
   GCL_RETURN_IF_ERROR(tx.Commit());
   return jobs;
@@ -779,7 +799,8 @@ absl::StatusOr<std::vector<std::string>> Registry::MarkWorkerLost(std::string_vi
 
 absl::StatusOr<CheckpointRecord> Registry::AddCheckpoint(const CheckpointRecord& in) {
   if (!IsSha256Hex(in.sha256)) {
-    return absl::InvalidArgumentError(internal::Cat("sha256 must be 64 lowercase hex, got '", in.sha256, "'"));
+    return absl::InvalidArgumentError(
+        internal::Cat("sha256 must be 64 lowercase hex, got '", in.sha256, "'"));
   }
   if (in.bytes < 0 || in.step < 0) return absl::InvalidArgumentError("bytes and step must be >= 0");
   if (in.path.empty()) return absl::InvalidArgumentError("checkpoint path must not be empty");
@@ -814,8 +835,8 @@ absl::StatusOr<CheckpointRecord> Registry::AddCheckpoint(const CheckpointRecord&
   e.at_ms = c.created_ms;
   e.kind = "checkpoint";
   e.attempt = c.attempt;
-  e.payload_json = internal::Cat("{\"checkpoint_id\":", c.id, ",\"step\":", c.step, ",\"bytes\":", c.bytes,
-                                ",\"sha256\":\"", c.sha256, "\"}");
+  e.payload_json = internal::Cat("{\"checkpoint_id\":", c.id, ",\"step\":", c.step,
+                                 ",\"bytes\":", c.bytes, ",\"sha256\":\"", c.sha256, "\"}");
   GCL_RETURN_IF_ERROR(AppendEventLocked(e).status());
   GCL_RETURN_IF_ERROR(tx.Commit());
   return c;
@@ -823,8 +844,8 @@ absl::StatusOr<CheckpointRecord> Registry::AddCheckpoint(const CheckpointRecord&
 
 absl::StatusOr<CheckpointRecord> Registry::GetCheckpoint(int64_t id) {
   absl::MutexLock lock(&mu_);
-  GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare(internal::Cat("SELECT ", kCkptCols, " FROM checkpoints WHERE id=?1")));
+  GCL_ASSIGN_OR_RETURN(Statement st, db_->Prepare(internal::Cat("SELECT ", kCkptCols,
+                                                                " FROM checkpoints WHERE id=?1")));
   st.Bind(1, id);
   GCL_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return NotFound("checkpoint", internal::Cat(id));
@@ -835,8 +856,9 @@ absl::StatusOr<std::vector<CheckpointRecord>> Registry::ListCheckpoints(std::str
   absl::MutexLock lock(&mu_);
   GCL_RETURN_IF_ERROR(GetJobLocked(job_id).status());
   GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare(internal::Cat("SELECT ", kCkptCols, " FROM checkpoints WHERE job_id=?1 "
-                                                 "AND state<>'DELETED' ORDER BY step, id")));
+                       db_->Prepare(internal::Cat("SELECT ", kCkptCols,
+                                                  " FROM checkpoints WHERE job_id=?1 "
+                                                  "AND state<>'DELETED' ORDER BY step, id")));
   st.Bind(1, job_id);
   GCL_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> out, CollectRows(st, ReadCheckpoint));
   return out;
@@ -844,12 +866,15 @@ absl::StatusOr<std::vector<CheckpointRecord>> Registry::ListCheckpoints(std::str
 
 absl::StatusOr<CheckpointRecord> Registry::NewestCheckpoint(std::string_view job_id) {
   absl::MutexLock lock(&mu_);
-  GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare(internal::Cat("SELECT ", kCkptCols, " FROM checkpoints WHERE job_id=?1 "
-                                                 "AND state='COMPLETED' ORDER BY step DESC, id DESC LIMIT 1")));
+  GCL_ASSIGN_OR_RETURN(
+      Statement st,
+      db_->Prepare(internal::Cat("SELECT ", kCkptCols,
+                                 " FROM checkpoints WHERE job_id=?1 "
+                                 "AND state='COMPLETED' ORDER BY step DESC, id DESC LIMIT 1")));
   st.Bind(1, job_id);
   GCL_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return absl::NotFoundError(internal::Cat("job '", job_id, "' has no completed checkpoint"));
+  if (!row)
+    return absl::NotFoundError(internal::Cat("job '", job_id, "' has no completed checkpoint"));
   return ReadCheckpoint(st);
 }
 
@@ -863,9 +888,10 @@ absl::StatusOr<std::vector<CheckpointRecord>> Registry::ApplyRetention(std::stri
   std::vector<CheckpointRecord> all;
   {
     GCL_ASSIGN_OR_RETURN(Statement st,
-                         db_->Prepare(internal::Cat("SELECT ", kCkptCols, " FROM checkpoints WHERE "
-                                                   "job_id=?1 AND state IN ('COMPLETED','ERROR') "
-                                                   "ORDER BY step DESC, id DESC")));
+                         db_->Prepare(internal::Cat("SELECT ", kCkptCols,
+                                                    " FROM checkpoints WHERE "
+                                                    "job_id=?1 AND state IN ('COMPLETED','ERROR') "
+                                                    "ORDER BY step DESC, id DESC")));
     st.Bind(1, job_id);
     while (true) {
       GCL_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -894,7 +920,8 @@ absl::StatusOr<std::vector<CheckpointRecord>> Registry::ApplyRetention(std::stri
       ++completed_seen;
       if (completed_seen <= keep_newest || i == best) continue;
     }
-    GCL_ASSIGN_OR_RETURN(Statement st, db_->Prepare("UPDATE checkpoints SET state='DELETED' WHERE id=?1"));
+    GCL_ASSIGN_OR_RETURN(Statement st,
+                         db_->Prepare("UPDATE checkpoints SET state='DELETED' WHERE id=?1"));
     st.Bind(1, c.id);
     GCL_RETURN_IF_ERROR(st.Run());
     c.state = CheckpointState::kDeleted;
@@ -905,8 +932,8 @@ absl::StatusOr<std::vector<CheckpointRecord>> Registry::ApplyRetention(std::stri
     e.job_id = std::string(job_id);
     e.at_ms = now;
     e.kind = "retention";
-    e.reason = internal::Cat("released ", released.size(), " checkpoint(s); keep newest ", keep_newest,
-                            " and the best");
+    e.reason = internal::Cat("released ", released.size(), " checkpoint(s); keep newest ",
+                             keep_newest, " and the best");
     GCL_RETURN_IF_ERROR(AppendEventLocked(e).status());
   }
   GCL_RETURN_IF_ERROR(tx.Commit());
@@ -918,17 +945,19 @@ absl::StatusOr<std::vector<CheckpointRecord>> Registry::ApplyRetention(std::stri
 absl::Status Registry::AddResults(const std::vector<ResultRecord>& results) {
   for (const ResultRecord& r : results) {
     if (!std::isfinite(r.dice)) {
-      return absl::InvalidArgumentError(internal::Cat("dice of case ", r.case_id, " class ", r.class_name,
-                                                     " is not finite (apply the empty-mask rule first)"));
+      return absl::InvalidArgumentError(
+          internal::Cat("dice of case ", r.case_id, " class ", r.class_name,
+                        " is not finite (apply the empty-mask rule first)"));
     }
   }
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
   for (const ResultRecord& r : results) {
     GCL_RETURN_IF_ERROR(GetJobLocked(r.job_id).status());
-    GCL_ASSIGN_OR_RETURN(Statement st,
-                         db_->Prepare("INSERT OR REPLACE INTO results(job_id,variant,m_lab,repeat,case_id,"
-                                      "class_name,dice,hd95,n_ref,n_pred) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"));
+    GCL_ASSIGN_OR_RETURN(
+        Statement st,
+        db_->Prepare("INSERT OR REPLACE INTO results(job_id,variant,m_lab,repeat,case_id,"
+                     "class_name,dice,hd95,n_ref,n_pred) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"));
     st.Bind(1, r.job_id).Bind(2, r.variant).Bind(3, r.m_lab).Bind(4, r.repeat).Bind(5, r.case_id);
     st.Bind(6, r.class_name).Bind(7, r.dice);
     if (r.hd95.has_value() && std::isfinite(*r.hd95)) {
@@ -944,32 +973,31 @@ absl::Status Registry::AddResults(const std::vector<ResultRecord>& results) {
 
 absl::StatusOr<std::vector<ResultRecord>> Registry::ListResults(std::string_view job_id_or_parent) {
   absl::MutexLock lock(&mu_);
-  GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare("SELECT job_id,variant,m_lab,repeat,case_id,class_name,dice,hd95,n_ref,"
-                                    "n_pred FROM results WHERE job_id=?1 OR job_id IN (SELECT id FROM jobs "
-                                    "WHERE parent_id=?1) ORDER BY variant,m_lab,repeat,case_id,class_name"));
+  GCL_ASSIGN_OR_RETURN(
+      Statement st,
+      db_->Prepare("SELECT job_id,variant,m_lab,repeat,case_id,class_name,dice,hd95,n_ref,"
+                   "n_pred FROM results WHERE job_id=?1 OR job_id IN (SELECT id FROM jobs "
+                   "WHERE parent_id=?1) ORDER BY variant,m_lab,repeat,case_id,class_name"));
   st.Bind(1, job_id_or_parent);
-  std::vector<ResultRecord> out;
-  while (true) {
-    GCL_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    ResultRecord r;
-    r.job_id = st.ColumnText(0);
-    r.variant = st.ColumnText(1);
-    r.m_lab = static_cast<int32_t>(st.ColumnInt64(2));
-    r.repeat = static_cast<int32_t>(st.ColumnInt64(3));
-    r.case_id = st.ColumnText(4);
-    r.class_name = st.ColumnText(5);
-    r.dice = st.ColumnDouble(6);
-    if (!st.IsNull(7)) r.hd95 = st.ColumnDouble(7);
-    r.n_ref = st.ColumnInt64(8);
-    r.n_pred = st.ColumnInt64(9);
-    out.push_back(std::move(r));
-  }
+  GCL_ASSIGN_OR_RETURN(std::vector<ResultRecord> out, CollectRows(st, [](const Statement& st) {
+                         ResultRecord r;
+                         r.job_id = st.ColumnText(0);
+                         r.variant = st.ColumnText(1);
+                         r.m_lab = static_cast<int32_t>(st.ColumnInt64(2));
+                         r.repeat = static_cast<int32_t>(st.ColumnInt64(3));
+                         r.case_id = st.ColumnText(4);
+                         r.class_name = st.ColumnText(5);
+                         r.dice = st.ColumnDouble(6);
+                         if (!st.IsNull(7)) r.hd95 = st.ColumnDouble(7);
+                         r.n_ref = st.ColumnInt64(8);
+                         r.n_pred = st.ColumnInt64(9);
+                         return r;
+                       }));
   return out;
 }
 
-absl::StatusOr<std::vector<ResultSummary>> Registry::SummarizeResults(std::string_view job_id_or_parent) {
+absl::StatusOr<std::vector<ResultSummary>> Registry::SummarizeResults(
+    std::string_view job_id_or_parent) {
   // Per repeat: the mean over cases, in SQL. Over repeats: mean and sample
   // std, in C++ (SQLite has no STDEV).
   struct Acc {
@@ -979,15 +1007,17 @@ absl::StatusOr<std::vector<ResultSummary>> Registry::SummarizeResults(std::strin
   std::map<std::tuple<std::string, int32_t, std::string>, Acc> groups;
   {
     absl::MutexLock lock(&mu_);
-    GCL_ASSIGN_OR_RETURN(Statement st,
-                         db_->Prepare("SELECT variant,m_lab,class_name,repeat,AVG(dice),COUNT(*),AVG(hd95) "
-                                      "FROM results WHERE job_id=?1 OR job_id IN (SELECT id FROM jobs "
-                                      "WHERE parent_id=?1) GROUP BY variant,m_lab,class_name,repeat"));
+    GCL_ASSIGN_OR_RETURN(
+        Statement st,
+        db_->Prepare("SELECT variant,m_lab,class_name,repeat,AVG(dice),COUNT(*),AVG(hd95) "
+                     "FROM results WHERE job_id=?1 OR job_id IN (SELECT id FROM jobs "
+                     "WHERE parent_id=?1) GROUP BY variant,m_lab,class_name,repeat"));
     st.Bind(1, job_id_or_parent);
     while (true) {
       GCL_ASSIGN_OR_RETURN(bool row, st.Step());
       if (!row) break;
-      Acc& a = groups[{st.ColumnText(0), static_cast<int32_t>(st.ColumnInt64(1)), st.ColumnText(2)}];
+      Acc& a =
+          groups[{st.ColumnText(0), static_cast<int32_t>(st.ColumnInt64(1)), st.ColumnText(2)}];
       a.dice.push_back(st.ColumnDouble(4));
       a.cases += st.ColumnInt64(5);
       if (!st.IsNull(6)) a.hd95.push_back(st.ColumnDouble(6));
@@ -1015,14 +1045,16 @@ absl::StatusOr<std::vector<ResultSummary>> Registry::SummarizeResults(std::strin
 absl::Status Registry::PutMetricSummary(std::string_view job_id, std::string_view name,
                                         std::string_view labels_json, double value) {
   if (name.empty()) return absl::InvalidArgumentError("metric name must not be empty");
-  if (!std::isfinite(value)) return absl::InvalidArgumentError(internal::Cat("metric ", name, " is not finite"));
+  if (!std::isfinite(value))
+    return absl::InvalidArgumentError(internal::Cat("metric ", name, " is not finite"));
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
   GCL_RETURN_IF_ERROR(GetJobLocked(job_id).status());
-  GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare("INSERT INTO metrics_summaries(job_id,name,labels_json,value,updated_ms) "
-                                    "VALUES(?1,?2,?3,?4,?5) ON CONFLICT(job_id,name,labels_json) DO UPDATE "
-                                    "SET value=excluded.value, updated_ms=excluded.updated_ms"));
+  GCL_ASSIGN_OR_RETURN(
+      Statement st,
+      db_->Prepare("INSERT INTO metrics_summaries(job_id,name,labels_json,value,updated_ms) "
+                   "VALUES(?1,?2,?3,?4,?5) ON CONFLICT(job_id,name,labels_json) DO UPDATE "
+                   "SET value=excluded.value, updated_ms=excluded.updated_ms"));
   st.Bind(1, job_id).Bind(2, name).Bind(3, labels_json.empty() ? "{}" : labels_json).Bind(4, value);
   st.Bind(5, NowMs());
   GCL_RETURN_IF_ERROR(st.Run());
@@ -1031,22 +1063,20 @@ absl::Status Registry::PutMetricSummary(std::string_view job_id, std::string_vie
 
 absl::StatusOr<std::vector<MetricSummary>> Registry::ListMetricSummaries(std::string_view job_id) {
   absl::MutexLock lock(&mu_);
-  GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare("SELECT job_id,name,labels_json,value,updated_ms FROM metrics_summaries "
-                                    "WHERE job_id=?1 ORDER BY name, labels_json"));
+  GCL_ASSIGN_OR_RETURN(
+      Statement st,
+      db_->Prepare("SELECT job_id,name,labels_json,value,updated_ms FROM metrics_summaries "
+                   "WHERE job_id=?1 ORDER BY name, labels_json"));
   st.Bind(1, job_id);
-  std::vector<MetricSummary> out;
-  while (true) {
-    GCL_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    MetricSummary m;
-    m.job_id = st.ColumnText(0);
-    m.name = st.ColumnText(1);
-    m.labels_json = st.ColumnText(2);
-    m.value = st.ColumnDouble(3);
-    m.updated_ms = st.ColumnInt64(4);
-    out.push_back(std::move(m));
-  }
+  GCL_ASSIGN_OR_RETURN(std::vector<MetricSummary> out, CollectRows(st, [](const Statement& st) {
+                         MetricSummary m;
+                         m.job_id = st.ColumnText(0);
+                         m.name = st.ColumnText(1);
+                         m.labels_json = st.ColumnText(2);
+                         m.value = st.ColumnDouble(3);
+                         m.updated_ms = st.ColumnInt64(4);
+                         return m;
+                       }));
   return out;
 }
 
