@@ -90,7 +90,7 @@ absl::StatusOr<std::vector<gcl::v1::Assignment>> ControlPlane::AssignTo(const st
     a.set_rank(0);
     a.set_world_size(1);
     auto ckpt = registry_->NewestCheckpoint(job.id);
-    if (ckpt.ok()) a.set_resume_checkpoint_id(absl::StrFormat("c-%012x", ckpt->id));
+    if (ckpt.ok()) a.set_resume_checkpoint_id(storage::CheckpointId(ckpt->id));
     out.push_back(std::move(a));
   }
   return out;

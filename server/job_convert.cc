@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "google/protobuf/util/json_util.h"
+
 namespace gcl::server {
 namespace {
 
@@ -45,12 +47,33 @@ gcl::v1::Job ToProtoJob(const storage::JobRecord& r) {
   return job;
 }
 
+std::string EventPayload(const google::protobuf::Message& message) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(message, &json, options).ok()) return "{}";
+  return json;
+}
+
 bool ToProtoEvent(const storage::JobEvent& e, gcl::v1::JobEvent* out) {
-  if (e.kind != "submitted" && e.kind != "state" && e.kind != "reason") return false;
   out->Clear();
   out->set_seq(e.seq);
   out->set_job_id(e.job_id);
   out->set_time_ms(e.at_ms);
+  auto parse = [&](google::protobuf::Message* m) {
+    return google::protobuf::util::JsonStringToMessage(e.payload_json, m).ok();
+  };
+  if (e.kind == kProgressEvent) return parse(out->mutable_progress());
+  if (e.kind == kMetricsEvent) return parse(out->mutable_metrics());
+  if (e.kind == kLogEvent) return parse(out->mutable_log());
+  if (e.kind == kCheckpointEvent) {
+    // Registry::AddCheckpoint's own event carries only its id and step.
+    gcl::v1::Checkpoint* c = out->mutable_checkpoint();
+    if (!parse(c)) return false;
+    c->set_job_id(e.job_id);
+    return true;
+  }
+  if (e.kind != "submitted" && e.kind != "state" && e.kind != "reason") return false;
   gcl::v1::StateChange* change = out->mutable_state();
   change->set_from(StateFromText(e.from_state));
   change->set_to(StateFromText(e.to_state));

@@ -1,7 +1,10 @@
 // Registry records -> gcl.v1 wire messages (job.proto).
 #pragma once
 
+#include <string>
+
 #include "absl/status/statusor.h"
+#include "google/protobuf/message.h"
 #include "gcl/v1/job.pb.h"
 #include "storage/registry.h"
 
@@ -16,8 +19,20 @@ absl::StatusOr<storage::JobState> FromProto(gcl::v1::JobState state);
 // queue and the attempts).
 gcl::v1::Job ToProtoJob(const storage::JobRecord& record);
 
-// A registry event as a wire event; kinds "submitted", "state" and "reason"
-// become StateChange; false for kinds this slice does not stream.
+// Event kinds the coordinator appends for its trainers' reports; the
+// payload is the message in protobuf JSON (Progress, MetricsPoint, LogLine,
+// Checkpoint). The registry's own kinds ("submitted", "state", "reason")
+// become StateChange.
+inline constexpr char kProgressEvent[] = "progress";
+inline constexpr char kMetricsEvent[] = "metrics";
+inline constexpr char kLogEvent[] = "log";
+inline constexpr char kCheckpointEvent[] = "checkpoint";
+
+// The payload_json of a report event.
+std::string EventPayload(const google::protobuf::Message& message);
+
+// A registry event as a wire event; false for kinds that are not streamed
+// (e.g. "retention") or a payload that does not parse.
 bool ToProtoEvent(const storage::JobEvent& event, gcl::v1::JobEvent* out);
 
 }  // namespace gcl::server

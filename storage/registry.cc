@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <tuple>
 #include <utility>
@@ -835,11 +836,36 @@ absl::StatusOr<CheckpointRecord> Registry::AddCheckpoint(const CheckpointRecord&
   e.at_ms = c.created_ms;
   e.kind = "checkpoint";
   e.attempt = c.attempt;
-  e.payload_json = internal::Cat("{\"checkpoint_id\":", c.id, ",\"step\":", c.step,
-                                 ",\"bytes\":", c.bytes, ",\"sha256\":\"", c.sha256, "\"}");
+  // The field names of gcl.v1.Checkpoint, so the event replays as one.
+  e.payload_json = internal::Cat("{\"id\":\"", CheckpointId(c.id), "\",\"attempt\":", c.attempt,
+                                 ",\"step\":", c.step, ",\"size_bytes\":", c.bytes,
+                                 ",\"sha256\":\"", c.sha256, "\",\"created_ms\":", c.created_ms, "}");
   GCL_RETURN_IF_ERROR(AppendEventLocked(e).status());
   GCL_RETURN_IF_ERROR(tx.Commit());
   return c;
+}
+
+std::string CheckpointId(int64_t id) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "c-%012llx", static_cast<unsigned long long>(id));
+  return buf;
+}
+
+absl::StatusOr<int64_t> ParseCheckpointId(std::string_view text) {
+  if (text.size() != 14 || text.substr(0, 2) != "c-") {
+    return absl::InvalidArgumentError(
+        internal::Cat("checkpoint id '", text, "': expected c- and 12 hex digits"));
+  }
+  int64_t id = 0;
+  for (char ch : text.substr(2)) {
+    int v = (ch >= '0' && ch <= '9') ? ch - '0' : (ch >= 'a' && ch <= 'f') ? ch - 'a' + 10 : -1;
+    if (v < 0) {
+      return absl::InvalidArgumentError(
+          internal::Cat("checkpoint id '", text, "': expected c- and 12 hex digits"));
+    }
+    id = id * 16 + v;
+  }
+  return id;
 }
 
 absl::StatusOr<CheckpointRecord> Registry::GetCheckpoint(int64_t id) {

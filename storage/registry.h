@@ -137,6 +137,11 @@ struct WorkerRecord {
 enum class CheckpointState { kActive, kCompleted, kError, kDeleted };
 std::string_view ToString(CheckpointState state);
 
+// The wire id of a checkpoint row: "c-" + 12 lowercase hex digits of its id.
+std::string CheckpointId(int64_t id);
+// kInvalidArgument naming the text when it is not such an id.
+absl::StatusOr<int64_t> ParseCheckpointId(std::string_view text);
+
 struct CheckpointRecord {
   int64_t id = 0;  // assigned by AddCheckpoint
   std::string job_id;
