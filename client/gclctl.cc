@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -120,6 +121,8 @@ class Cli {
     text << in.rdbuf();
     gcl::v1::SubmitJobRequest req;
     req.set_spec_yaml(text.str());
+    std::error_code ec;
+    req.set_spec_dir(std::filesystem::absolute(file, ec).parent_path().string());
     gcl::v1::SubmitJobResponse resp;
     grpc::Status s = stub_->SubmitJob(UnaryContext().get(), req, &resp);
     if (!s.ok()) {

@@ -15,8 +15,9 @@ namespace gcl::server {
 using storage::JobRecord;
 using storage::JobState;
 
-ControlPlane::ControlPlane(storage::Registry* registry, int64_t lease_ms)
-    : registry_(registry), lease_ms_(lease_ms) {}
+ControlPlane::ControlPlane(storage::Registry* registry, storage::ArtifactStore* artifacts,
+                           int64_t lease_ms)
+    : registry_(registry), artifacts_(artifacts), lease_ms_(lease_ms) {}
 
 absl::StatusOr<std::string> ControlPlane::WorkerOf(const JobRecord& record) {
   if (record.attempt <= 0) return std::string();

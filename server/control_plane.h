@@ -17,16 +17,18 @@
 #include "gcl/v1/job.pb.h"
 #include "gcl/v1/worker.pb.h"
 #include "server/scheduler.h"
+#include "storage/artifact_store.h"
 #include "storage/registry.h"
 
 namespace gcl::server {
 
 class ControlPlane {
  public:
-  // REQUIRES: registry outlives this; lease_ms > 0.
-  ControlPlane(storage::Registry* registry, int64_t lease_ms);
+  // REQUIRES: registry and artifacts outlive this; lease_ms > 0.
+  ControlPlane(storage::Registry* registry, storage::ArtifactStore* artifacts, int64_t lease_ms);
 
   storage::Registry& registry() { return *registry_; }
+  storage::ArtifactStore& artifacts() { return *artifacts_; }
   int64_t lease_ms() const { return lease_ms_; }
 
   // Runs the scheduler over the current queue and workers and writes every
@@ -63,6 +65,7 @@ class ControlPlane {
 
   absl::Mutex mu_;
   storage::Registry* registry_;
+  storage::ArtifactStore* artifacts_;
   int64_t lease_ms_;
 };
 

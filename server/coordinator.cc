@@ -15,13 +15,17 @@ namespace gcl::server {
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options) {
   if (options.db_path.empty()) return absl::InvalidArgumentError("--db: required (the SQLite registry file)");
   if (options.lease_ms <= 0) return absl::InvalidArgumentError("--lease-seconds: must be > 0");
+  if (options.artifacts_dir.empty()) options.artifacts_dir = options.db_path + ".artifacts";
   GCL_ASSIGN_OR_RETURN(auto registry, storage::Registry::Open(options.db_path, options.registry));
-  return std::unique_ptr<Coordinator>(new Coordinator(std::move(options), std::move(registry)));
+  GCL_ASSIGN_OR_RETURN(auto artifacts, storage::ArtifactStore::Open(options.artifacts_dir));
+  return std::unique_ptr<Coordinator>(
+      new Coordinator(std::move(options), std::move(registry), std::move(artifacts)));
 }
 
-Coordinator::Coordinator(Options options, std::unique_ptr<storage::Registry> registry)
-    : options_(std::move(options)), registry_(std::move(registry)) {
-  plane_ = std::make_unique<ControlPlane>(registry_.get(), options_.lease_ms);
+Coordinator::Coordinator(Options options, std::unique_ptr<storage::Registry> registry,
+                         std::unique_ptr<storage::ArtifactStore> artifacts)
+    : options_(std::move(options)), registry_(std::move(registry)), artifacts_(std::move(artifacts)) {
+  plane_ = std::make_unique<ControlPlane>(registry_.get(), artifacts_.get(), options_.lease_ms);
   job_service_ = std::make_unique<JobServiceImpl>(plane_.get(), &stopping_, options_.watch_poll_ms);
   worker_service_ = std::make_unique<WorkerServiceImpl>(plane_.get());
 }

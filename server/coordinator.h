@@ -25,6 +25,7 @@
 #include "server/control_plane.h"
 #include "server/job_service.h"
 #include "server/worker_service.h"
+#include "storage/artifact_store.h"
 #include "storage/registry.h"
 
 namespace gcl::server {
@@ -34,7 +35,7 @@ class Coordinator {
   struct Options {
     std::string listen = "127.0.0.1:7070";  // host:port; port 0 picks a free one
     std::string db_path;                   // SQLite file, created when absent (required)
-    std::string artifacts_dir;             // checkpoint store root (unused by this slice)
+    std::string artifacts_dir;             // checkpoints and logs; default: <db_path>.artifacts
     int64_t lease_ms = 30000;              // worker lease; heartbeat every lease/3
     int64_t sweep_interval_ms = 1000;      // how often expired leases are looked for
     int watch_poll_ms = 100;               // WatchJob's event-log poll period
@@ -59,14 +60,17 @@ class Coordinator {
   int port() const { return port_; }
   std::string address() const;  // host:port actually bound
   storage::Registry& registry() { return *registry_; }
+  storage::ArtifactStore& artifacts() { return *artifacts_; }
   ControlPlane& plane() { return *plane_; }
 
  private:
-  Coordinator(Options options, std::unique_ptr<storage::Registry> registry);
+  Coordinator(Options options, std::unique_ptr<storage::Registry> registry,
+              std::unique_ptr<storage::ArtifactStore> artifacts);
   void SweepLoop();
 
   Options options_;
   std::unique_ptr<storage::Registry> registry_;
+  std::unique_ptr<storage::ArtifactStore> artifacts_;
   std::unique_ptr<ControlPlane> plane_;
   std::atomic<bool> stopping_{false};
   std::unique_ptr<JobServiceImpl> job_service_;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gcl/base/status_macros.h"
+#include "gcl/spec/job_spec_paths.h"
 #include "gcl/spec/job_spec_validate.h"
 #include "gcl/spec/job_spec_yaml.h"
 #include "server/grpc_status.h"
@@ -28,6 +29,7 @@ absl::StatusOr<storage::NewJob> ToNewJob(const gcl::v1::SubmitJobRequest& req, c
   } else {
     return absl::InvalidArgumentError("spec: required (send spec or spec_yaml)");
   }
+  GCL_RETURN_IF_ERROR(gcl::spec::ResolveSpecPaths(req.spec_dir(), &spec));
   storage::NewJob job;
   const auto* kind = gcl::v1::Kind_descriptor()->FindValueByNumber(spec.kind());
   job.kind = gcl::spec::YamlEnumName(*kind);
