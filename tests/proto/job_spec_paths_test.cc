@@ -10,7 +10,6 @@ namespace {
 
 using ::gcl::testing::IsOk;
 using ::gcl::testing::StatusIs;
-using ::testing::HasSubstr;
 
 TEST(ResolveSpecPathsTest, RelativePathsBecomeAbsoluteAgainstTheSpecFolder) {
   v1::JobSpec spec;
@@ -37,8 +36,8 @@ TEST(ResolveSpecPathsTest, RelativePathWithoutAnAbsoluteFolderIsRefusedNamingThe
   v1::JobSpec spec;
   spec.mutable_dataset()->set_path("data");
   EXPECT_THAT(ResolveSpecPaths("", &spec),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dataset.path: relative path 'data'")));
-  EXPECT_THAT(ResolveSpecPaths("specs", &spec), StatusIs(absl::StatusCode::kInvalidArgument));
+              StatusIs(absl::StatusCode::kInvalidArgument, "dataset.path: relative path 'data'"));
+  EXPECT_THAT(ResolveSpecPaths("specs", &spec), StatusIs(absl::StatusCode::kInvalidArgument, "needs the spec file"));
 }
 
 }  // namespace
