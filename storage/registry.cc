@@ -408,9 +408,6 @@ absl::Status Registry::CloseAttemptLocked(std::string_view job_id, int32_t attem
 
 absl::Status Registry::Transition(std::string_view id, JobState to, std::string_view reason,
                                   int64_t expected_attempt) {
-  if (to == JobState::kRunning) {
-    return absl::InvalidArgumentError("enter RUNNING with StartAttempt (it records the attempt)");
-  }
   if (to == JobState::kQueued && reason.empty()) {
     return absl::InvalidArgumentError("a QUEUED job needs a reason");
   }
@@ -421,9 +418,13 @@ absl::Status Registry::Transition(std::string_view id, JobState to, std::string_
     return absl::FailedPreconditionError(
         internal::Cat("job ", id, " is at attempt ", job.attempt, ", not ", expected_attempt));
   }
+  if (to == JobState::kRunning && job.devices > 0) {
+    return absl::InvalidArgumentError("enter RUNNING with StartAttempt (it records the attempt)");
+  }
   GCL_RETURN_IF_ERROR(CheckTransition(job.state, to));
   const int64_t now = NowMs();
-  const bool attempt_open = job.state == JobState::kRunning || job.state == JobState::kCancelling;
+  const bool attempt_open =
+      job.attempt > 0 && (job.state == JobState::kRunning || job.state == JobState::kCancelling);
   if (attempt_open && (IsTerminal(to) || to == JobState::kQueued)) {
     AttemptOutcome outcome;
     outcome.reason = std::string(reason);

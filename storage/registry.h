@@ -208,6 +208,8 @@ class Registry {
   absl::StatusOr<JobPage> ListJobs(const JobFilter& filter);
   // Moves the job to `to` (legal edges in job_state.h, else
   // kFailedPrecondition and nothing written) and appends a "state" event.
+  // Only a job that needs no devices (an experiment parent) may enter
+  // RUNNING here; others enter it with StartAttempt (kInvalidArgument).
   // expected_attempt >= 0 guards against stale reports: kFailedPrecondition
   // when the job's attempt differs. Entering QUEUED requires a non-empty
   // reason (kInvalidArgument). Entering a terminal state closes a RUNNING

@@ -13,8 +13,11 @@
 #include "absl/strings/str_cat.h"
 #include "gcl/base/sha256.h"
 #include "gcl/base/status_macros.h"
+#include "gcl/spec/variants.h"
+#include "worker/agent/checkpoint_fetch.h"
 #include "worker/agent/metrics_tail.h"
 #include "worker/agent/process_supervisor.h"
+#include "worker/agent/run_results.h"
 #include "worker/agent/spec_yaml_writer.h"
 
 namespace gcl::agent {
@@ -328,17 +331,42 @@ void Agent::RunAttempt(Attempt* attempt) {
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   const char* command = KindCommand(asg.spec().kind());
+  gcl::v1::JobSpec spec = asg.spec();
+  std::set<std::string> uploaded;  // checkpoint files the coordinator already has
+  auto setup = [this](grpc::ClientContext* ctx) { SetupContext(ctx, false); };
+  if (!ec && command != nullptr && !asg.resume_checkpoint_id().empty()) {
+    // Into the folder gcl-train resumes from; a failed fetch costs progress, not correctness.
+    absl::StatusOr<std::string> path = FetchCheckpoint(*stub_, setup, asg.resume_checkpoint_id(),
+                                                       (out_dir / "checkpoints").string());
+    if (path.ok()) {
+      uploaded.insert(*path);
+      log("agent", absl::StrCat("resuming from checkpoint ", asg.resume_checkpoint_id(), " (",
+                                fs::path(*path).filename().string(), ")"));
+    } else {
+      log("agent", absl::StrCat("cannot fetch checkpoint ", asg.resume_checkpoint_id(), ": ",
+                                path.status().message(), "; starting from step 0"));
+    }
+  }
+  std::string fetch_error;
+  if (!ec && spec.init().has_checkpoint() && spec.init().checkpoint().rfind("c-", 0) == 0) {
+    absl::StatusOr<std::string> path =
+        FetchCheckpoint(*stub_, setup, spec.init().checkpoint(), (dir / "init").string());
+    if (path.ok()) {
+      log("agent", absl::StrCat("initialising from checkpoint ", spec.init().checkpoint()));
+      spec.mutable_init()->set_checkpoint(*path);
+    } else {
+      fetch_error = absl::StrCat("agent: init checkpoint: ", path.status().message());
+    }
+  }
   if (ec) {
     exit.reason = absl::StrCat("agent: cannot create ", out_dir.string(), ": ", ec.message());
   } else if (command == nullptr) {
     exit.reason = "agent: the job spec has no kind";
+  } else if (!fetch_error.empty()) {
+    exit.reason = fetch_error;
   } else {
     const std::string spec_path = (dir / "spec.yaml").string();
-    std::ofstream(spec_path, std::ios::trunc) << JobSpecToYaml(asg.spec());
-    if (!asg.resume_checkpoint_id().empty()) {
-      log("agent", absl::StrCat("resume from checkpoint ", asg.resume_checkpoint_id(),
-                                " is not supported by this agent yet: starting fresh"));
-    }
+    std::ofstream(spec_path, std::ios::trunc) << JobSpecToYaml(spec);
     if (asg.world_size() > 1) {
       log("agent", absl::StrCat("multi-rank jobs are not supported by this agent yet: running "
                                 "rank ", asg.rank(), " of ", asg.world_size(), " only"));
@@ -362,7 +390,6 @@ void Agent::RunAttempt(Attempt* attempt) {
   }
 
   MetricsTail tail(metrics_path);
-  std::set<std::string> uploaded;
   std::map<std::string, int> upload_failures;
   auto forward_metrics = [&](bool final) {
     absl::StatusOr<std::vector<gcl::v1::MetricsPoint>> points;
@@ -409,7 +436,8 @@ void Agent::RunAttempt(Attempt* attempt) {
         std::ifstream side(path.string() + ".sha256");
         std::string want;
         side >> want;
-        if (want.size() != 64) return absl::DataLossError("malformed sha256 sidecar");
+        // Possibly still being written by a non-atomic writer: retried next scan.
+        if (want.size() != 64) return absl::UnavailableError("malformed sha256 sidecar");
         std::ifstream in(path, std::ios::binary);
         if (!in) return absl::UnavailableError("cannot open");
         gcl::v1::CheckpointUpload head;
@@ -494,6 +522,20 @@ void Agent::RunAttempt(Attempt* attempt) {
   req.set_exit_code(exit.exit_code);
   req.set_signal(exit.signal);
   req.set_reason(exit.reason);
+  if (exit.exit_code == 0 && exit.signal == 0 && spec.kind() == gcl::v1::KIND_FINETUNE) {
+    const std::string variant =
+        spec.method().variant() != gcl::v1::VARIANT_UNSPECIFIED ? gcl::spec::VariantName(spec.method().variant())
+        : spec.init().has_random()                             ? "random_init"
+                                                               : "pretrained";
+    absl::StatusOr<std::vector<gcl::v1::CaseResult>> results = ReadCaseResults(out_dir.string(), variant);
+    if (results.ok()) {
+      for (auto& r : *results) *req.add_case_results() = std::move(r);
+    } else {
+      // The trainer said it succeeded but its scores are unreadable: not a success.
+      req.set_exit_code(1);
+      req.set_reason(absl::StrCat("agent: ", results.status().message()));
+    }
+  }
   for (int tries = 0; tries < 5; ++tries) {
     grpc::ClientContext ctx;
     SetupContext(&ctx, true);
