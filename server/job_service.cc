@@ -45,11 +45,19 @@ absl::StatusOr<storage::NewJob> ToNewJob(const gcl::v1::SubmitJobRequest& req, c
 
 }  // namespace
 
+absl::Status JobServiceImpl::CheckInitJob(const storage::NewJob& job) {
+  gcl::v1::JobSpec spec;
+  spec.ParseFromString(job.spec_blob);
+  return plane_->graph().CheckInitJob(spec);
+}
+
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const gcl::v1::SubmitJobRequest* req,
                                        gcl::v1::SubmitJobResponse* resp) {
   if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
   absl::StatusOr<storage::NewJob> job = ToNewJob(*req, /*owner=*/"");
   if (!job.ok()) return ToGrpcStatus(job.status());
+  if (job->kind == "experiment") job->devices = 0;  // its children hold the devices
+  if (absl::Status s = CheckInitJob(*job); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<storage::JobRecord> created = plane_->registry().CreateJob(*job);
   if (!created.ok()) return ToGrpcStatus(created.status());
   // The reason and position depend on the workers; a failure here leaves the
@@ -128,7 +136,10 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const gcl::v1::Canc
                                        "; nothing to cancel"));
   }
   if (!moved.ok()) return ToGrpcStatus(moved);
-  (void)plane_->RefreshQueue();  // positions of the jobs behind it moved
+  if (rec->kind == "experiment") {
+    if (absl::Status s = plane_->graph().CancelChildren(rec->id, reason); !s.ok()) return ToGrpcStatus(s);
+  }
+  (void)plane_->RefreshQueue();  // positions of the jobs behind it moved; experiments settle
   gcl::v1::GetJobRequest get;
   get.set_id(rec->id);
   return GetJob(nullptr, &get, resp->mutable_job());

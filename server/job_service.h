@@ -44,6 +44,8 @@ class JobServiceImpl final : public gcl::v1::JobService::Service {
                         grpc::ServerWriter<gcl::v1::JobEvent>* writer) override;
 
  private:
+  absl::Status CheckInitJob(const storage::NewJob& job);
+
   ControlPlane* plane_;
   const std::atomic<bool>* stopping_;
   int poll_ms_;

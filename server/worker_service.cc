@@ -163,9 +163,14 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const gcl::v1::H
   if (absl::Status s = reg.TouchWorker(req->worker_id(), expiry); !s.ok()) return ToGrpcStatus(s);
   resp->set_lease_expiry_ms(expiry);
   std::vector<std::string> running(req->running_job_ids().begin(), req->running_job_ids().end());
-  absl::StatusOr<std::vector<std::string>> cancels = plane_->CancelsFor(req->worker_id(), running);
+  std::vector<std::string> missing;
+  absl::StatusOr<std::vector<std::string>> cancels = plane_->CancelsFor(req->worker_id(), running, &missing);
   if (!cancels.ok()) return ToGrpcStatus(cancels.status());
   for (const std::string& id : *cancels) resp->add_cancel_job_ids(id);
+  for (const std::string& id : missing) {
+    absl::StatusOr<gcl::v1::Assignment> again = plane_->ResendAssignment(id);
+    if (again.ok()) *resp->add_assignments() = *std::move(again);  // else it moved on meanwhile
+  }
   absl::StatusOr<std::vector<gcl::v1::Assignment>> assigned = plane_->AssignTo(req->worker_id());
   if (!assigned.ok()) return ToGrpcStatus(assigned.status());
   for (gcl::v1::Assignment& a : *assigned) *resp->add_assignments() = std::move(a);

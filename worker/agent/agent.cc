@@ -94,6 +94,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // A restarted coordinator must be found within seconds, not after gRPC's
+  // default reconnect backoff (up to 120 s).
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 3000);
   auto channel = grpc::CreateCustomChannel(options.coordinator, creds, args);
   return Create(std::move(options), gcl::v1::WorkerService::NewStub(channel));
 }
@@ -211,8 +215,11 @@ absl::Status Agent::Run() {
       const grpc::Status s = stub_->Heartbeat(&ctx, req, &resp);
       if (s.ok()) {
         HandleHeartbeat(resp);
-      } else if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
-        registered = false;  // the coordinator forgot us: register again
+      } else if (s.error_code() == grpc::StatusCode::NOT_FOUND ||
+                 s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+        // Forgotten, or declared LOST (its attempts were requeued): register again.
+        AgentLog(absl::StrCat("Heartbeat: ", s.error_message(), "; registering again"));
+        registered = false;
         wait = absl::ZeroDuration();
       } else {
         AgentLog(absl::StrCat("Heartbeat: ", s.error_message()));
@@ -241,10 +248,12 @@ void Agent::HandleHeartbeat(const gcl::v1::HeartbeatResponse& response) {
 void Agent::StartAttempt(const Assignment& assignment) {
   std::lock_guard<std::mutex> lock(mu_);
   if (shutdown_) return;
+  if (ended_.count({assignment.job_id(), assignment.attempt()}) > 0) return;
   auto it = attempts_.find(assignment.job_id());
   if (it != attempts_.end()) {
     if (it->second->assignment.attempt() == assignment.attempt()) return;  // already running
-    if (!it->second->finished) return;  // the old attempt is still being stopped
+    // The old attempt is still ending: the coordinator sends this one again.
+    if (!it->second->finished) return;
     it->second->thread.join();
     attempts_.erase(it);
   }
@@ -290,12 +299,18 @@ void Agent::RunAttempt(Attempt* attempt) {
   std::unique_ptr<grpc::ClientWriterInterface<gcl::v1::ProgressReport>> stream;
   gcl::v1::ReportProgressResponse stream_resp;
   bool stale = false;  // the coordinator no longer wants this attempt
+  bool stream_failing = false;
   auto close_stream = [&]() {
     if (!stream) return;
     stream->WritesDone();
     const grpc::Status s = stream->Finish();
     if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) stale = true;
-    if (!s.ok()) AgentLog(absl::StrCat(job_id, ": ReportProgress: ", s.error_message()));
+    // One line per outage, not one per dropped report.
+    if (!s.ok() && !stream_failing) {
+      AgentLog(absl::StrCat(job_id, ": ReportProgress: ", s.error_message(),
+                            "; reports are dropped until the coordinator answers"));
+    }
+    stream_failing = !s.ok();
     stream.reset();
     stream_ctx.reset();
   };
@@ -536,7 +551,10 @@ void Agent::RunAttempt(Attempt* attempt) {
       req.set_reason(absl::StrCat("agent: ", results.status().message()));
     }
   }
-  for (int tries = 0; tries < 5; ++tries) {
+  // The outcome must reach the coordinator: retried (backoff up to 30 s)
+  // until it answers or the agent shuts down. Until then the job stays in
+  // this agent's running list, so the coordinator keeps it placed here.
+  for (int tries = 0;; ++tries) {
     grpc::ClientContext ctx;
     SetupContext(&ctx, true);
     gcl::v1::CompleteResponse resp;
@@ -545,13 +563,19 @@ void Agent::RunAttempt(Attempt* attempt) {
         s.error_code() == grpc::StatusCode::NOT_FOUND) {
       break;
     }
-    AgentLog(absl::StrCat(job_id, ": Complete: ", s.error_message()));
+    AgentLog(absl::StrCat(job_id, ": Complete: ", s.error_message(), "; retrying"));
     std::unique_lock<std::mutex> lock(mu_);
-    if (cv_.wait_for(lock, std::chrono::seconds(1 << tries), [this] { return shutdown_; })) break;
+    if (cv_.wait_for(lock, std::chrono::seconds(1 << std::min(tries, 5)), [this] { return shutdown_; })) {
+      break;
+    }
   }
   {
     std::lock_guard<std::mutex> lock(attempt->mu);
     attempt->process.reset();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ended_.insert({job_id, n});
   }
   attempt->finished = true;
   cv_.notify_all();

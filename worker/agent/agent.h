@@ -20,6 +20,8 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
+#include <utility>
 #include <memory>
 #include <mutex>
 #include <condition_variable>
@@ -89,6 +91,9 @@ class Agent {
   std::condition_variable cv_;
   bool shutdown_ = false;
   std::map<std::string, std::unique_ptr<Attempt>> attempts_;  // by job id
+  // Attempts that ran here and ended: a re-sent assignment of one (crossing
+  // its Complete) is ignored, never run twice.
+  std::set<std::pair<std::string, int32_t>> ended_;
 };
 
 }  // namespace gcl::agent
