@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "google/protobuf/message.h"
 #include "gcl/v1/job.pb.h"
+#include "google/protobuf/message.h"
 #include "storage/registry.h"
 
 namespace gcl::server {

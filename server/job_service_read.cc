@@ -1,5 +1,7 @@
 // JobService's read side over the registry and the artifact store:
 // StreamLogs, ListCheckpoints, DownloadCheckpoint, ListResults, ListWorkers.
+#include "server/job_service.h"
+
 #include <chrono>
 #include <map>
 #include <string>
@@ -10,7 +12,6 @@
 #include "google/protobuf/util/json_util.h"
 #include "server/grpc_status.h"
 #include "server/job_convert.h"
-#include "server/job_service.h"
 
 namespace gcl::server {
 namespace {
@@ -21,11 +22,14 @@ grpc::Status Invalid(const std::string& message) {
 
 }  // namespace
 
-grpc::Status JobServiceImpl::StreamLogs(grpc::ServerContext* ctx, const gcl::v1::StreamLogsRequest* req,
+grpc::Status JobServiceImpl::StreamLogs(grpc::ServerContext* ctx,
+                                        const gcl::v1::StreamLogsRequest* req,
                                         grpc::ServerWriter<gcl::v1::LogLine>* writer) {
   if (req->id().empty()) return Invalid("id: required (a job id, j-...)");
-  if (req->attempt() < 0) return Invalid(absl::StrCat("attempt: must be >= 0, got ", req->attempt()));
-  if (req->after_seq() < 0) return Invalid(absl::StrCat("after_seq: must be >= 0, got ", req->after_seq()));
+  if (req->attempt() < 0)
+    return Invalid(absl::StrCat("attempt: must be >= 0, got ", req->attempt()));
+  if (req->after_seq() < 0)
+    return Invalid(absl::StrCat("after_seq: must be >= 0, got ", req->after_seq()));
   storage::Registry& reg = plane_->registry();
   int64_t after = req->after_seq();
   gcl::v1::LogLine line;
@@ -45,17 +49,21 @@ grpc::Status JobServiceImpl::StreamLogs(grpc::ServerContext* ctx, const gcl::v1:
       if (req->attempt() > 0 && line.attempt() != req->attempt()) continue;
       if (line.time_ms() == 0) line.set_time_ms(e.at_ms);
       line.set_seq(e.seq);
-      if (!writer->Write(line)) return grpc::Status(grpc::StatusCode::CANCELLED, "reader went away");
+      if (!writer->Write(line))
+        return grpc::Status(grpc::StatusCode::CANCELLED, "reader went away");
     }
     if (events->size() >= 1000) continue;  // a full page: read on at once
     if (!req->follow() || storage::IsTerminal(rec->state)) return grpc::Status::OK;
-    if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "log stream cancelled");
-    if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
+    if (ctx->IsCancelled())
+      return grpc::Status(grpc::StatusCode::CANCELLED, "log stream cancelled");
+    if (stopping_->load())
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
     std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms_));
   }
 }
 
-grpc::Status JobServiceImpl::ListCheckpoints(grpc::ServerContext*, const gcl::v1::ListCheckpointsRequest* req,
+grpc::Status JobServiceImpl::ListCheckpoints(grpc::ServerContext*,
+                                             const gcl::v1::ListCheckpointsRequest* req,
                                              gcl::v1::ListCheckpointsResponse* resp) {
   if (req->job_id().empty()) return Invalid("job_id: required (a job id, j-...)");
   absl::StatusOr<std::vector<storage::CheckpointRecord>> list =
@@ -65,15 +73,16 @@ grpc::Status JobServiceImpl::ListCheckpoints(grpc::ServerContext*, const gcl::v1
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::DownloadCheckpoint(grpc::ServerContext* ctx,
-                                                const gcl::v1::DownloadCheckpointRequest* req,
-                                                grpc::ServerWriter<gcl::v1::CheckpointChunk>* writer) {
+grpc::Status JobServiceImpl::DownloadCheckpoint(
+    grpc::ServerContext* ctx, const gcl::v1::DownloadCheckpointRequest* req,
+    grpc::ServerWriter<gcl::v1::CheckpointChunk>* writer) {
   absl::StatusOr<int64_t> id = storage::ParseCheckpointId(req->id());
   if (!id.ok()) return ToGrpcStatus(id.status());
   absl::StatusOr<storage::CheckpointRecord> rec = plane_->registry().GetCheckpoint(*id);
   if (!rec.ok()) {
     if (rec.status().code() != absl::StatusCode::kNotFound) return ToGrpcStatus(rec.status());
-    return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("checkpoint ", req->id(), " not found"));
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("checkpoint ", req->id(), " not found"));
   }
   switch (rec->state) {
     case storage::CheckpointState::kDeleted:
@@ -82,9 +91,10 @@ grpc::Status JobServiceImpl::DownloadCheckpoint(grpc::ServerContext* ctx,
                                        " was deleted by checkpoint retention"));
     case storage::CheckpointState::kActive:
     case storage::CheckpointState::kError:
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          absl::StrCat("checkpoint ", req->id(), " is ", Sv(storage::ToString(rec->state)),
-                                       ": its upload did not complete"));
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("checkpoint ", req->id(), " is ", Sv(storage::ToString(rec->state)),
+                       ": its upload did not complete"));
     case storage::CheckpointState::kCompleted:
       break;
   }
@@ -98,12 +108,12 @@ grpc::Status JobServiceImpl::DownloadCheckpoint(grpc::ServerContext* ctx,
   }
   if (*size != rec->bytes) {
     return grpc::Status(grpc::StatusCode::DATA_LOSS,
-                        absl::StrCat("checkpoint ", req->id(), ": its file ", rec->path, " has ", *size,
-                                     " bytes, the registry recorded ", rec->bytes));
+                        absl::StrCat("checkpoint ", req->id(), ": its file ", rec->path, " has ",
+                                     *size, " bytes, the registry recorded ", rec->bytes));
   }
   if (req->offset() < 0 || req->offset() > *size) {
-    return Invalid(absl::StrCat("offset: ", req->offset(), " is outside checkpoint ", req->id(), " (", *size,
-                                " bytes)"));
+    return Invalid(absl::StrCat("offset: ", req->offset(), " is outside checkpoint ", req->id(),
+                                " (", *size, " bytes)"));
   }
   gcl::v1::CheckpointChunk chunk;
   *chunk.mutable_checkpoint() = ToProtoCheckpoint(*rec);
@@ -112,25 +122,30 @@ grpc::Status JobServiceImpl::DownloadCheckpoint(grpc::ServerContext* ctx,
     absl::StatusOr<std::string> data = store.ReadChunk(rec->path, offset, kDownloadChunkBytes);
     if (!data.ok()) {
       if (data.status().code() != absl::StatusCode::kNotFound) return ToGrpcStatus(data.status());
-      return grpc::Status(grpc::StatusCode::DATA_LOSS,
-                          absl::StrCat("checkpoint ", req->id(), ": its file vanished during the download"));
+      return grpc::Status(
+          grpc::StatusCode::DATA_LOSS,
+          absl::StrCat("checkpoint ", req->id(), ": its file vanished during the download"));
     }
     if (data->empty() && offset < *size) {
-      return grpc::Status(grpc::StatusCode::DATA_LOSS,
-                          absl::StrCat("checkpoint ", req->id(), ": its file shrank during the download"));
+      return grpc::Status(
+          grpc::StatusCode::DATA_LOSS,
+          absl::StrCat("checkpoint ", req->id(), ": its file shrank during the download"));
     }
     chunk.set_offset(offset);
     offset += static_cast<int64_t>(data->size());
     chunk.set_data(std::move(*data));
-    if (!writer->Write(chunk)) return grpc::Status(grpc::StatusCode::CANCELLED, "downloader went away");
+    if (!writer->Write(chunk))
+      return grpc::Status(grpc::StatusCode::CANCELLED, "downloader went away");
     chunk.clear_checkpoint();
     if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "download cancelled");
-    if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
+    if (stopping_->load())
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
   } while (offset < *size);
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::ListResults(grpc::ServerContext*, const gcl::v1::ListResultsRequest* req,
+grpc::Status JobServiceImpl::ListResults(grpc::ServerContext*,
+                                         const gcl::v1::ListResultsRequest* req,
                                          gcl::v1::ListResultsResponse* resp) {
   storage::Registry& reg = plane_->registry();
   std::vector<storage::JobRecord> jobs;
@@ -148,7 +163,8 @@ grpc::Status JobServiceImpl::ListResults(grpc::ServerContext*, const gcl::v1::Li
   for (const storage::JobRecord& job : jobs) {
     absl::StatusOr<std::vector<storage::ResultSummary>> rows = reg.SummarizeResults(job.id);
     if (!rows.ok()) return ToGrpcStatus(rows.status());
-    for (gcl::v1::ResultCell& cell : ToResultCells(job.id, *rows)) *resp->add_cells() = std::move(cell);
+    for (gcl::v1::ResultCell& cell : ToResultCells(job.id, *rows))
+      *resp->add_cells() = std::move(cell);
   }
   return grpc::Status::OK;
 }
@@ -162,7 +178,8 @@ grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext*, const gcl::v1::Li
   if (!running.ok()) return ToGrpcStatus(running.status());
   std::map<std::string, std::vector<std::string>> jobs_of;
   for (const storage::AttemptRecord& a : *running) jobs_of[a.worker_id].push_back(a.job_id);
-  for (const storage::WorkerRecord& w : *workers) *resp->add_workers() = ToProtoWorker(w, jobs_of[w.id]);
+  for (const storage::WorkerRecord& w : *workers)
+    *resp->add_workers() = ToProtoWorker(w, jobs_of[w.id]);
   return grpc::Status::OK;
 }
 

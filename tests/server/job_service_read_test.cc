@@ -82,7 +82,8 @@ TEST_F(JobServiceReadTest, StreamLogsFiltersByAttemptAndResumesAfterSeq) {
   EXPECT_TRUE(s.ok()) << s.error_message();
   ASSERT_EQ(seqs.size(), 3u);
   EXPECT_LT(seqs[0], seqs[1]);
-  EXPECT_THAT(Logs(job, 2, false, 0, &s), ElementsAre("2:stderr:second try", "2:agent:trainer started"));
+  EXPECT_THAT(Logs(job, 2, false, 0, &s),
+              ElementsAre("2:stderr:second try", "2:agent:trainer started"));
   EXPECT_THAT(Logs(job, 1, false, 0, &s), ElementsAre("1:stdout:first try"));
   EXPECT_THAT(Logs(job, 0, false, seqs[1], &s), ElementsAre("2:agent:trainer started"));
   EXPECT_THAT(Logs(job, 3, false, 0, &s), ElementsAre());
@@ -153,7 +154,8 @@ TEST_F(JobServiceReadTest, ListCheckpointsSkipsDeletedOnes) {
   EXPECT_EQ(jobs_->ListCheckpoints(&ctx2, req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
   grpc::ClientContext ctx3;
   req.set_job_id("");
-  EXPECT_EQ(jobs_->ListCheckpoints(&ctx3, req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(jobs_->ListCheckpoints(&ctx3, req, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_F(JobServiceReadTest, DownloadInChunksAndResumeReassemblesTheBytes) {
@@ -238,8 +240,8 @@ TEST_F(JobServiceReadTest, ListResultsOfAnExperimentAndOfEveryFinishedJob) {
   GCL_ASSERT_OK_AND_ASSIGN(storage::JobRecord exp, reg().CreateJob(e));
   const std::string kid1 = RunningJob(1, "w1", exp.id);
   const std::string kid2 = RunningJob(1, "w1", exp.id);
-  Results(kid1, "gcl", 1, 0, {0.8, 0.9});   // repeat mean 0.85
-  Results(kid2, "gcl", 1, 1, {0.7, 0.8});   // repeat mean 0.75
+  Results(kid1, "gcl", 1, 0, {0.8, 0.9});  // repeat mean 0.85
+  Results(kid2, "gcl", 1, 1, {0.7, 0.8});  // repeat mean 0.75
   Results(kid2, "random_init", 1, 0, {0.5});
   const std::string solo = RunningJob();
   Results(solo, "gcl", 2, 0, {0.6});
@@ -337,8 +339,10 @@ TEST_F(JobServiceReadTest, WatchJobHonoursIncludeMetricsAndLogs) {
     EXPECT_TRUE(reader->Finish().ok());
     return out;
   };
-  EXPECT_THAT(kinds(false, false), ElementsAre("state", "state", "progress", "checkpoint", "state"));
-  EXPECT_THAT(kinds(true, false), ElementsAre("state", "state", "progress", "metrics", "checkpoint", "state"));
+  EXPECT_THAT(kinds(false, false),
+              ElementsAre("state", "state", "progress", "checkpoint", "state"));
+  EXPECT_THAT(kinds(true, false),
+              ElementsAre("state", "state", "progress", "metrics", "checkpoint", "state"));
   EXPECT_THAT(kinds(true, true),
               ElementsAre("state", "state", "progress", "metrics", "log", "checkpoint", "state"));
 }

@@ -4,7 +4,10 @@
 // rows and workers, written through coordinator()->registry()/artifacts().
 #pragma once
 
+#include <cstdio>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,7 +70,8 @@ class SeededCoordinatorTest : public ::testing::Test {
     return reg().FinishAttempt(job, attempt, out).status();
   }
 
-  void Log(const std::string& job, int attempt, const std::string& stream, const std::string& text) {
+  void Log(const std::string& job, int attempt, const std::string& stream,
+           const std::string& text) {
     gcl::v1::LogLine line;
     line.set_attempt(attempt);
     line.set_time_ms(1000);
@@ -101,13 +105,15 @@ class SeededCoordinatorTest : public ::testing::Test {
     add("gcl_grad_cosine", 0.5, {{"pair", "phase|patient"}, {"stage", "pre"}});
     add("gcl_grad_cosine", 0.5, {{"pair", "phase|patient"}, {"stage", "post"}});
     add("gcl_grad_conflicts_total", conflicts, {{"pair", "patient|phase"}, {"kind", "conflict"}});
-    add("gcl_grad_conflicts_total", total - conflicts, {{"pair", "patient|phase"}, {"kind", "none"}});
+    add("gcl_grad_conflicts_total", total - conflicts,
+        {{"pair", "patient|phase"}, {"kind", "none"}});
     EXPECT_TRUE(reg().AppendEvent(job, kMetricsEvent, "", EventPayload(m)).ok());
   }
 
   // Stores `bytes` as a checkpoint of the job the way UploadCheckpoint does.
   storage::CheckpointRecord Checkpoint(const std::string& job, int attempt, int64_t step,
-                                       const std::string& bytes, std::optional<double> metric = {}) {
+                                       const std::string& bytes,
+                                       std::optional<double> metric = {}) {
     char name[64];
     std::snprintf(name, sizeof name, "step-%08lld.ckpt", static_cast<long long>(step));
     auto writer = coordinator_->artifacts().BeginCheckpoint(job, attempt, name);

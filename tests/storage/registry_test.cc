@@ -525,7 +525,7 @@ TEST_F(RegistryTest, RunningAttemptsByWorker) {
   ASSERT_THAT(reg_->StartAttempt(d.id, "w1"), IsOk());
   AttemptOutcome done;
   done.state = AttemptState::kSucceeded;
-  ASSERT_THAT(reg_->FinishAttempt(d.id, 1, done), IsOk());  // no longer running
+  ASSERT_THAT(reg_->FinishAttempt(d.id, 1, done), IsOk());                     // no longer running
   ASSERT_THAT(reg_->Transition(c.id, JobState::kCancelling, "user"), IsOk());  // still running
   GCL_ASSERT_OK_AND_ASSIGN(auto running, reg_->ListRunningAttempts());
   std::vector<std::string> got;
