@@ -1,58 +1,79 @@
 #include "server/checkpoint_download.h"
 
-#include <algorithm>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "server/grpc_status.h"
+#include "server/job_convert.h"
 
 namespace gcl::server {
 
-grpc::Status StreamCheckpoint(ControlPlane& plane, const gcl::v1::DownloadCheckpointRequest& req,
+grpc::Status StreamCheckpoint(ControlPlane& plane, const gcl::v1::DownloadCheckpointRequest& request,
                               grpc::ServerWriterInterface<gcl::v1::CheckpointChunk>* writer,
                               int64_t chunk_bytes) {
-  absl::StatusOr<int64_t> id = storage::ParseCheckpointId(req.id());
+  const gcl::v1::DownloadCheckpointRequest* req = &request;
+  absl::StatusOr<int64_t> id = storage::ParseCheckpointId(req->id());
   if (!id.ok()) return ToGrpcStatus(id.status());
   absl::StatusOr<storage::CheckpointRecord> rec = plane.registry().GetCheckpoint(*id);
-  if (!rec.ok()) return ToGrpcStatus(rec.status());
-  if (rec->state != storage::CheckpointState::kCompleted) {
+  if (!rec.ok()) {
+    if (rec.status().code() != absl::StatusCode::kNotFound) return ToGrpcStatus(rec.status());
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        absl::StrCat("checkpoint ", req.id(), " is ", Sv(storage::ToString(rec->state)),
-                                     " (released by retention or never completed)"));
+                        absl::StrCat("checkpoint ", req->id(), " not found"));
   }
-  if (req.offset() < 0 || req.offset() > rec->bytes) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("offset ", req.offset(), " is outside the checkpoint's ",
-                                     rec->bytes, " bytes"));
+  switch (rec->state) {
+    case storage::CheckpointState::kDeleted:
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("checkpoint ", req->id(), " of job ", rec->job_id,
+                                       " was deleted by checkpoint retention"));
+    case storage::CheckpointState::kActive:
+    case storage::CheckpointState::kError:
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("checkpoint ", req->id(), " is ", Sv(storage::ToString(rec->state)),
+                       ": its upload did not complete"));
+    case storage::CheckpointState::kCompleted:
+      break;
   }
-  // A resumed download only gets the tail: verify the whole file first so a
-  // corrupt store is never served.
-  if (absl::Status s = plane.artifacts().Verify(rec->path, rec->sha256); !s.ok()) {
+  storage::ArtifactStore& store = plane.artifacts();
+  absl::StatusOr<int64_t> size = store.FileSize(rec->path);
+  if (!size.ok()) {
+    if (size.status().code() != absl::StatusCode::kNotFound) return ToGrpcStatus(size.status());
     return grpc::Status(grpc::StatusCode::DATA_LOSS,
-                        absl::StrCat("checkpoint ", req.id(), ": ", s.message()));
+                        absl::StrCat("checkpoint ", req->id(), ": its file ", rec->path,
+                                     " is missing from the artifact store"));
+  }
+  if (*size != rec->bytes) {
+    return grpc::Status(grpc::StatusCode::DATA_LOSS,
+                        absl::StrCat("checkpoint ", req->id(), ": its file ", rec->path, " has ",
+                                     *size, " bytes, the registry recorded ", rec->bytes));
+  }
+  if (req->offset() < 0 || req->offset() > *size) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("offset: ", req->offset(), " is outside checkpoint ", req->id(),
+                                " (", *size, " bytes)"));
   }
   gcl::v1::CheckpointChunk chunk;
-  gcl::v1::Checkpoint* c = chunk.mutable_checkpoint();
-  c->set_id(req.id());
-  c->set_job_id(rec->job_id);
-  c->set_attempt(rec->attempt);
-  c->set_step(rec->step);
-  c->set_size_bytes(rec->bytes);
-  c->set_sha256(rec->sha256);
-  c->set_metric_name(rec->metric_name);
-  c->set_metric_value(rec->metric_value.value_or(0.0));
-  c->set_created_ms(rec->created_ms);
-  int64_t offset = req.offset();
+  *chunk.mutable_checkpoint() = ToProtoCheckpoint(*rec);
+  int64_t offset = req->offset();
   do {
-    absl::StatusOr<std::string> data = plane.artifacts().ReadChunk(
-        rec->path, offset, std::max<int64_t>(1, std::min(chunk_bytes, rec->bytes - offset)));
-    if (!data.ok()) return ToGrpcStatus(data.status());
+    absl::StatusOr<std::string> data = store.ReadChunk(rec->path, offset, chunk_bytes);
+    if (!data.ok()) {
+      if (data.status().code() != absl::StatusCode::kNotFound) return ToGrpcStatus(data.status());
+      return grpc::Status(
+          grpc::StatusCode::DATA_LOSS,
+          absl::StrCat("checkpoint ", req->id(), ": its file vanished during the download"));
+    }
+    if (data->empty() && offset < *size) {
+      return grpc::Status(
+          grpc::StatusCode::DATA_LOSS,
+          absl::StrCat("checkpoint ", req->id(), ": its file shrank during the download"));
+    }
     chunk.set_offset(offset);
     offset += static_cast<int64_t>(data->size());
     chunk.set_data(std::move(*data));
-    if (!writer->Write(chunk)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    if (!writer->Write(chunk))
+      return grpc::Status(grpc::StatusCode::CANCELLED, "downloader went away");
     chunk.clear_checkpoint();
-  } while (offset < rec->bytes);
+  } while (offset < *size);
   return grpc::Status::OK;
 }
 

@@ -13,10 +13,13 @@
 
 namespace gcl::server {
 
-// INVALID_ARGUMENT for a malformed id or an offset outside [0, size];
-// NOT_FOUND for an unknown or released checkpoint; DATA_LOSS when its file
-// is missing or no longer matches its sha256 (checked before the first byte
-// is sent).
+// The file in chunk_bytes chunks (under gRPC's 4 MiB message limit) from
+// `offset`; the first message carries the Checkpoint (size, sha256 of the
+// whole file, which the receiver checks) and, when offset equals the size,
+// no data. INVALID_ARGUMENT: malformed id, offset < 0 or beyond the size;
+// NOT_FOUND: unknown or deleted checkpoint; FAILED_PRECONDITION: its upload
+// never completed; DATA_LOSS: the file is missing or its size differs from
+// the record.
 grpc::Status StreamCheckpoint(ControlPlane& plane, const gcl::v1::DownloadCheckpointRequest& req,
                               grpc::ServerWriterInterface<gcl::v1::CheckpointChunk>* writer,
                               int64_t chunk_bytes = int64_t{1} << 20);

@@ -159,6 +159,8 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const gcl::v1::W
     if (!events.ok()) return ToGrpcStatus(events.status());
     for (const storage::JobEvent& e : *events) {
       after = e.seq;
+      if (e.kind == kMetricsEvent && !req->include_metrics()) continue;
+      if (e.kind == kLogEvent && !req->include_logs()) continue;
       if (!ToProtoEvent(e, &wire)) continue;
       if (!writer->Write(wire)) return grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
     }

@@ -655,6 +655,26 @@ absl::StatusOr<std::vector<AttemptRecord>> Registry::ListAttempts(std::string_vi
   return out;
 }
 
+absl::StatusOr<std::vector<AttemptRecord>> Registry::ListRunningAttempts() {
+  absl::MutexLock lock(&mu_);
+  GCL_ASSIGN_OR_RETURN(
+      Statement st,
+      db_->Prepare("SELECT a.job_id,a.attempt,a.worker_id,a.started_ms,a.reason FROM attempts a "
+                   "JOIN jobs j ON j.id=a.job_id AND j.attempt=a.attempt WHERE "
+                   "a.state='RUNNING' ORDER BY a.worker_id, j.submit_seq"));
+  GCL_ASSIGN_OR_RETURN(std::vector<AttemptRecord> out, CollectRows(st, [](const Statement& st) {
+                         AttemptRecord a;
+                         a.job_id = st.ColumnText(0);
+                         a.attempt = static_cast<int32_t>(st.ColumnInt64(1));
+                         a.worker_id = st.ColumnText(2);
+                         a.state = AttemptState::kRunning;
+                         a.started_ms = st.ColumnInt64(3);
+                         a.reason = st.ColumnText(4);
+                         return a;
+                       }));
+  return out;
+}
+
 absl::StatusOr<std::vector<JobRecord>> Registry::ListQueued(int limit) {
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(Statement st,
@@ -1067,6 +1087,14 @@ absl::StatusOr<std::vector<ResultSummary>> Registry::SummarizeResults(
     out.push_back(std::move(s));
   }
   return out;
+}
+
+absl::StatusOr<std::vector<JobRecord>> Registry::JobsWithResults() {
+  absl::MutexLock lock(&mu_);
+  return QueryJobsLocked(internal::Cat(
+      "SELECT ", kJobCols,
+      " FROM jobs WHERE id IN (SELECT COALESCE(p.parent_id, p.id) FROM jobs p WHERE p.id IN "
+      "(SELECT DISTINCT job_id FROM results)) ORDER BY created_ms DESC, id DESC"));
 }
 
 absl::Status Registry::PutMetricSummary(std::string_view job_id, std::string_view name,
