@@ -1,18 +1,45 @@
 #!/usr/bin/env bash
-# Installs missing packages, builds, then runs the main job end to end on the
-# built-in synthetic phantoms: GCL pre-training, fine-tuning from it and from a
-# random init, and prints both Dice tables. Outputs land in runs/demo/.
+# Installs missing packages, builds, then runs the main job end to end through
+# the service on loopback: starts gcl-coordinator (SQLite registry under
+# runs/demo/) and one gcl-worker, submits examples/demo-experiment.yaml with
+# gclctl (GCL pre-training on synthetic phantoms, then fine-tuning from it and
+# from a random init), watches it, prints the Dice table and stops both.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 gcl_install_packages
-gcl_build gcl-train
-TRAIN="$BUILD_DIR/worker/gcl-train"
+gcl_build gcl-train gcl-coordinator gcl-worker gclctl
 cd "$GCL_ROOT"
-rm -rf runs/demo
-"$TRAIN" pretrain --spec examples/demo-pretrain.yaml
+DEMO=runs/demo
+rm -rf "$DEMO"
+mkdir -p "$DEMO"
+CTL="$BUILD_DIR/client/gclctl"
+
+"$BUILD_DIR/server/gcl-coordinator" --listen 127.0.0.1:0 --db "$DEMO/registry.db" \
+  --artifacts "$DEMO/artifacts" > "$DEMO/coordinator.log" 2>&1 &
+COORD_PID=$!
+WORKER_PID=
+stop() {
+  [ -n "$WORKER_PID" ] && kill -TERM "$WORKER_PID" 2>/dev/null && wait "$WORKER_PID" 2>/dev/null
+  kill -TERM "$COORD_PID" 2>/dev/null && wait "$COORD_PID" 2>/dev/null
+  return 0
+}
+trap stop EXIT
+for _ in $(seq 100); do grep -q "^listening on " "$DEMO/coordinator.log" && break; sleep 0.1; done
+export GCL_ADDR="$(sed -n 's/^listening on //p' "$DEMO/coordinator.log")"
+[ -n "$GCL_ADDR" ] || { cat "$DEMO/coordinator.log"; exit 1; }
+"$BUILD_DIR/worker/gcl-worker" --coordinator "$GCL_ADDR" --work-dir "$DEMO/worker" \
+  --trainer "$BUILD_DIR/worker/gcl-train" --worker-id demo-worker > "$DEMO/worker.log" 2>&1 &
+WORKER_PID=$!
+echo "coordinator on $GCL_ADDR (registry $DEMO/registry.db), worker demo-worker"
+
+ID="$("$CTL" submit examples/demo-experiment.yaml)"
+echo "submitted experiment $ID; its child jobs:"
+"$CTL" get "$ID" > /dev/null
+"$CTL" watch "$ID"
 echo
-echo "== fine-tuning from the GCL encoder =="
-"$TRAIN" finetune --spec examples/demo-finetune.yaml
+"$CTL" list --output table | head -n 12
 echo
-echo "== fine-tuning from a random initialisation (baseline) =="
-"$TRAIN" finetune --spec examples/demo-finetune-random.yaml
+echo "== test Dice, mean ± std over repeats (synthetic phantoms, 64 px) =="
+"$CTL" results "$ID" --per-class
+echo
+echo "logs: $CTL logs JOB_ID    checkpoints: $CTL checkpoints JOB_ID    (GCL_ADDR=$GCL_ADDR)"
