@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/format.h"
+#include "client/table.h"
 #include "client/verbs.h"
 #include "gcl/v1/job.grpc.pb.h"
 
@@ -154,14 +155,14 @@ class Cli {
       out_ << ToJson(resp) << "\n";
       return kOk;
     }
-    out_ << absl::StrFormat("%-15s %-20s %-10s %-10s %-7s %s\n", "ID", "NAME", "KIND", "STATE", "ATTEMPT",
-                            "REASON");
+    Table table({"ID", "NAME", "KIND", "STATE", "ATTEMPT", "REASON"});
     for (const gcl::v1::Job& j : resp.jobs()) {
       std::string reason = j.reason();
       if (j.queue_position() > 0) reason = absl::StrCat("#", j.queue_position(), ": ", reason);
-      out_ << absl::StrFormat("%-15s %-20s %-10s %-10s %-7s %s\n", j.id(), j.name(), KindName(j),
-                              StateName(j.state()), absl::StrCat(j.attempt(), "/", j.max_attempts()), reason);
+      table.AddRow({j.id(), j.name(), KindName(j), StateName(j.state()),
+                    absl::StrCat(j.attempt(), "/", j.max_attempts()), reason});
     }
+    table.Render(out_);
     return kOk;
   }
 

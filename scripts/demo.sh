@@ -33,8 +33,7 @@ WORKER_PID=$!
 echo "coordinator on $GCL_ADDR (registry $DEMO/registry.db), worker demo-worker"
 
 ID="$("$CTL" submit examples/demo-experiment.yaml)"
-echo "submitted experiment $ID; its child jobs:"
-"$CTL" get "$ID" > /dev/null
+echo "submitted experiment $ID (gclctl watch $ID):"
 "$CTL" watch "$ID"
 echo
 "$CTL" list --output table | head -n 12
@@ -42,4 +41,6 @@ echo
 echo "== test Dice, mean ± std over repeats (synthetic phantoms, 64 px) =="
 "$CTL" results "$ID" --per-class
 echo
-echo "logs: $CTL logs JOB_ID    checkpoints: $CTL checkpoints JOB_ID    (GCL_ADDR=$GCL_ADDR)"
+echo "Everything stays in $DEMO/ (registry, checkpoints, logs). To look around, start the"
+echo "coordinator on it again and use gclctl list / logs JOB_ID / checkpoints JOB_ID:"
+echo "  $BUILD_DIR/server/gcl-coordinator --listen 127.0.0.1:7070 --db $DEMO/registry.db --artifacts $DEMO/artifacts"
