@@ -1,5 +1,6 @@
 #include "server/coordinator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -25,7 +26,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
 Coordinator::Coordinator(Options options, std::unique_ptr<storage::Registry> registry,
                          std::unique_ptr<storage::ArtifactStore> artifacts)
     : options_(std::move(options)), registry_(std::move(registry)), artifacts_(std::move(artifacts)) {
-  plane_ = std::make_unique<ControlPlane>(registry_.get(), artifacts_.get(), options_.lease_ms);
+  plane_ = std::make_unique<ControlPlane>(registry_.get(), artifacts_.get(), options_.lease_ms,
+                                          options_.refresh_interval_ms);
   job_service_ = std::make_unique<JobServiceImpl>(plane_.get(), &stopping_, options_.watch_poll_ms);
   worker_service_ = std::make_unique<WorkerServiceImpl>(plane_.get());
 }
@@ -62,8 +64,16 @@ std::string Coordinator::address() const {
 }
 
 void Coordinator::SweepLoop() {
-  while (!stop_sweeper_.WaitForNotificationWithTimeout(absl::Milliseconds(options_.sweep_interval_ms))) {
-    // A failed sweep (busy database) is retried at the next tick.
+  // One ticker for both: debounced scheduling passes (reasons of submitted
+  // jobs) every refresh interval, the lease sweep every sweep interval.
+  const int64_t tick = std::max<int64_t>(
+      1, std::min(options_.sweep_interval_ms, std::max<int64_t>(options_.refresh_interval_ms, 10)));
+  auto next_sweep = std::chrono::steady_clock::now();
+  while (!stop_sweeper_.WaitForNotificationWithTimeout(absl::Milliseconds(tick))) {
+    // Failures (a busy database) are retried at the next tick.
+    (void)plane_->MaybeRefresh();
+    if (std::chrono::steady_clock::now() < next_sweep) continue;
+    next_sweep += std::chrono::milliseconds(options_.sweep_interval_ms);
     (void)plane_->SweepLeases();
   }
 }

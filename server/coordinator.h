@@ -37,7 +37,8 @@ class Coordinator {
     std::string db_path;                   // SQLite file, created when absent (required)
     std::string artifacts_dir;             // checkpoints and logs; default: <db_path>.artifacts
     int64_t lease_ms = 30000;              // worker lease; heartbeat every lease/3
-    int64_t sweep_interval_ms = 1000;      // how often expired leases are looked for
+    int64_t sweep_interval_ms = 1000;      // expired leases looked for, renewed ones written
+    int64_t refresh_interval_ms = 150;     // at most one debounced scheduling pass per this
     int watch_poll_ms = 100;               // WatchJob's event-log poll period
     int64_t shutdown_grace_ms = 5000;      // in-flight calls get this long at Shutdown
     storage::RegistryOptions registry;     // clock injection for tests
