@@ -1,6 +1,7 @@
 // gcl-coordinator as a library: the Registry (SQLite), the JobService and
 // WorkerService over one grpc::Server, grpc.health.v1 and server reflection,
-// and a lease sweeper thread that marks workers LOST (their jobs requeue).
+// and a ticker thread: lease sweep (expired workers go LOST, their jobs
+// requeue), debounced scheduling passes and WAL checkpoints.
 //
 //   GCL_ASSIGN_OR_RETURN(auto c, Coordinator::Create(options));
 //   GCL_RETURN_IF_ERROR(c->Start());   // c->port() is the bound port

@@ -100,6 +100,15 @@ absl::Status NotFound(std::string_view what, std::string_view id) {
   return absl::NotFoundError(internal::Cat(what, " '", id, "' not found"));
 }
 
+absl::StatusOr<JobRecord> ReadJobById(Db& db, std::string_view id) {
+  GCL_ASSIGN_OR_RETURN(Statement st,
+                       db.Prepare(internal::Cat("SELECT ", kJobCols, " FROM jobs WHERE id=?1")));
+  st.Bind(1, id);
+  GCL_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return NotFound("job", id);
+  return ReadJob(st);
+}
+
 // Sample standard deviation (n-1); 0 for fewer than two values.
 std::pair<double, double> MeanStd(const std::vector<double>& v) {
   if (v.empty()) return {0.0, 0.0};
@@ -118,8 +127,12 @@ std::string_view ToString(CheckpointState state) { return kCkptStates[static_cas
 
 // ---------------------------------------------------------------- open
 
-Registry::Registry(std::unique_ptr<Db> db, RegistryOptions options)
-    : db_(std::move(db)), options_(std::move(options)) {
+Registry::Registry(std::unique_ptr<Db> db, std::unique_ptr<Db> reader,
+                   std::unique_ptr<Db> checkpointer, RegistryOptions options)
+    : db_(std::move(db)),
+      reader_(std::move(reader)),
+      checkpointer_(std::move(checkpointer)),
+      options_(std::move(options)) {
   uint64_t seed = options_.id_seed;
   if (seed == 0) {
     std::random_device rd;
@@ -137,7 +150,16 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(const std::string& path
   db_options.synchronous_full = options.synchronous_full;
   GCL_ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(path, db_options));
   GCL_RETURN_IF_ERROR(Migrate(*db));
-  return std::unique_ptr<Registry>(new Registry(std::move(db), std::move(options)));
+  if (!options.wal_autocheckpoint) GCL_RETURN_IF_ERROR(db->Exec("PRAGMA wal_autocheckpoint=0"));
+  GCL_ASSIGN_OR_RETURN(std::unique_ptr<Db> reader, Db::Open(path, db_options));
+  GCL_ASSIGN_OR_RETURN(std::unique_ptr<Db> checkpointer, Db::Open(path, db_options));
+  return std::unique_ptr<Registry>(new Registry(std::move(db), std::move(reader),
+                                                std::move(checkpointer), std::move(options)));
+}
+
+absl::Status Registry::CheckpointWal() {
+  absl::MutexLock lock(&checkpoint_mu_);
+  return checkpointer_->CheckpointPassive();
 }
 
 int64_t Registry::NowMs() const {
@@ -185,10 +207,10 @@ absl::StatusOr<int64_t> Registry::AppendEvent(std::string_view job_id, std::stri
 absl::StatusOr<std::vector<JobEvent>> Registry::EventsAfter(std::string_view job_id,
                                                             int64_t after_seq, int limit) {
   if (limit <= 0) limit = 1000;
-  absl::MutexLock lock(&mu_);
-  GCL_RETURN_IF_ERROR(GetJobLocked(job_id).status());
+  absl::MutexLock lock(&read_mu_);
+  GCL_RETURN_IF_ERROR(ReadJobById(*reader_, job_id).status());
   GCL_ASSIGN_OR_RETURN(
-      Statement st, db_->Prepare("SELECT seq,job_id,at_ms,kind,from_state,to_state,reason,attempt,"
+      Statement st, reader_->Prepare("SELECT seq,job_id,at_ms,kind,from_state,to_state,reason,attempt,"
                                  "payload_json FROM job_events WHERE job_id=?1 AND seq>?2 "
                                  "ORDER BY seq LIMIT ?3"));
   st.Bind(1, job_id).Bind(2, after_seq).Bind(3, static_cast<int64_t>(limit));
@@ -311,17 +333,12 @@ absl::StatusOr<std::vector<absl::StatusOr<JobRecord>>> Registry::CreateJobsIndep
 }
 
 absl::StatusOr<JobRecord> Registry::GetJobLocked(std::string_view id) {
-  GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare(internal::Cat("SELECT ", kJobCols, " FROM jobs WHERE id=?1")));
-  st.Bind(1, id);
-  GCL_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return NotFound("job", id);
-  return ReadJob(st);
+  return ReadJobById(*db_, id);
 }
 
 absl::StatusOr<JobRecord> Registry::GetJob(std::string_view id) {
-  absl::MutexLock lock(&mu_);
-  return GetJobLocked(id);
+  absl::MutexLock lock(&read_mu_);
+  return ReadJobById(*reader_, id);
 }
 
 absl::StatusOr<std::vector<JobRecord>> Registry::QueryJobsLocked(std::string_view sql) {
@@ -373,8 +390,8 @@ absl::StatusOr<JobPage> Registry::ListJobs(const JobFilter& f) {
     sql += internal::Cat(")", kOrder);
   }
 
-  absl::MutexLock lock(&mu_);
-  GCL_ASSIGN_OR_RETURN(Statement st, db_->Prepare(sql));
+  absl::MutexLock lock(&read_mu_);
+  GCL_ASSIGN_OR_RETURN(Statement st, reader_->Prepare(sql));
   int k = 1;
   auto bind_filters = [&] {
     if (!f.owner.empty()) st.Bind(k++, f.owner);
@@ -708,11 +725,11 @@ absl::StatusOr<JobRecord> Registry::Requeue(std::string_view job_id, std::string
 }
 
 absl::StatusOr<std::vector<AttemptRecord>> Registry::ListAttempts(std::string_view job_id) {
-  absl::MutexLock lock(&mu_);
-  GCL_RETURN_IF_ERROR(GetJobLocked(job_id).status());
+  absl::MutexLock lock(&read_mu_);
+  GCL_RETURN_IF_ERROR(ReadJobById(*reader_, job_id).status());
   GCL_ASSIGN_OR_RETURN(
       Statement st,
-      db_->Prepare("SELECT job_id,attempt,worker_id,state,started_ms,ended_ms,exit_code,"
+      reader_->Prepare("SELECT job_id,attempt,worker_id,state,started_ms,ended_ms,exit_code,"
                    "reason FROM attempts WHERE job_id=?1 ORDER BY attempt"));
   st.Bind(1, job_id);
   GCL_ASSIGN_OR_RETURN(std::vector<AttemptRecord> out, CollectRows(st, [](const Statement& st) {
@@ -743,9 +760,9 @@ absl::StatusOr<std::vector<JobRecord>> Registry::ListQueued(int limit) {
 }
 
 absl::StatusOr<std::vector<QueueEntry>> Registry::ListQueue() {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&read_mu_);
   GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare("SELECT id,priority,submit_seq,devices,reason FROM jobs "
+                       reader_->Prepare("SELECT id,priority,submit_seq,devices,reason FROM jobs "
                                     "WHERE state='QUEUED' ORDER BY priority DESC, submit_seq"));
   GCL_ASSIGN_OR_RETURN(std::vector<QueueEntry> out, CollectRows(st, [](const Statement& st) {
                          QueueEntry q;
@@ -760,8 +777,8 @@ absl::StatusOr<std::vector<QueueEntry>> Registry::ListQueue() {
 }
 
 absl::StatusOr<int64_t> Registry::QueuePosition(std::string_view job_id) {
-  absl::MutexLock lock(&mu_);
-  GCL_ASSIGN_OR_RETURN(JobRecord job, GetJobLocked(job_id));
+  absl::MutexLock lock(&read_mu_);
+  GCL_ASSIGN_OR_RETURN(JobRecord job, ReadJobById(*reader_, job_id));
   if (job.state != JobState::kQueued) {
     return absl::FailedPreconditionError(
         internal::Cat("job ", job_id, " is ", ToString(job.state), ", not QUEUED"));
@@ -769,7 +786,7 @@ absl::StatusOr<int64_t> Registry::QueuePosition(std::string_view job_id) {
   // Two index ranges of jobs_by_queue (an OR of them would scan the queue).
   GCL_ASSIGN_OR_RETURN(
       Statement st,
-      db_->Prepare("SELECT (SELECT COUNT(*) FROM jobs WHERE state='QUEUED' AND priority>?1) + "
+      reader_->Prepare("SELECT (SELECT COUNT(*) FROM jobs WHERE state='QUEUED' AND priority>?1) + "
                    "(SELECT COUNT(*) FROM jobs WHERE state='QUEUED' AND priority=?1 AND "
                    "submit_seq<?2)"));
   st.Bind(1, job.priority).Bind(2, job.submit_seq);
@@ -785,10 +802,10 @@ absl::StatusOr<std::vector<int64_t>> Registry::QueuePositions(const std::vector<
     if (jobs[i].state == JobState::kQueued) wanted[{jobs[i].priority, jobs[i].submit_seq}] = i;
   }
   if (wanted.empty()) return out;
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&read_mu_);
   // Covering scan of jobs_by_queue in queue order, stopped at the last one wanted.
   GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare("SELECT priority,submit_seq FROM jobs WHERE state='QUEUED' "
+                       reader_->Prepare("SELECT priority,submit_seq FROM jobs WHERE state='QUEUED' "
                                     "ORDER BY priority DESC, submit_seq"));
   size_t found = 0;
   for (int64_t ahead = 0; found < wanted.size(); ++ahead) {
@@ -811,10 +828,10 @@ absl::StatusOr<std::vector<JobRecord>> Registry::RecoverActive() {
 }
 
 absl::StatusOr<std::vector<OpenAttempt>> Registry::OpenAttemptsOn(std::string_view worker_id) {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&read_mu_);
   GCL_ASSIGN_OR_RETURN(
       Statement st,
-      db_->Prepare("SELECT j.id,j.state,j.attempt,j.devices FROM attempts a JOIN jobs j ON "
+      reader_->Prepare("SELECT j.id,j.state,j.attempt,j.devices FROM attempts a JOIN jobs j ON "
                    "j.id=a.job_id AND j.attempt=a.attempt WHERE a.worker_id=?1 AND "
                    "a.state='RUNNING' AND j.state IN ('RUNNING','CANCELLING') "
                    "ORDER BY j.submit_seq"));
@@ -831,10 +848,10 @@ absl::StatusOr<std::vector<OpenAttempt>> Registry::OpenAttemptsOn(std::string_vi
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> Registry::DevicesInUse() {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&read_mu_);
   GCL_ASSIGN_OR_RETURN(
       Statement st,
-      db_->Prepare("SELECT a.worker_id, SUM(j.devices) FROM jobs j JOIN attempts a ON "
+      reader_->Prepare("SELECT a.worker_id, SUM(j.devices) FROM jobs j JOIN attempts a ON "
                    "a.job_id=j.id AND a.attempt=j.attempt WHERE j.state IN "
                    "('RUNNING','CANCELLING') GROUP BY a.worker_id"));
   GCL_ASSIGN_OR_RETURN(auto out, CollectRows(st, [](const Statement& st) {
@@ -916,8 +933,8 @@ absl::Status Registry::RenewLeases(const std::vector<LeaseRenewal>& renewals) {
 }
 
 absl::StatusOr<WorkerRecord> Registry::GetWorker(std::string_view worker_id) {
-  absl::MutexLock lock(&mu_);
-  GCL_ASSIGN_OR_RETURN(Statement st, db_->Prepare(internal::Cat("SELECT ", kWorkerCols,
+  absl::MutexLock lock(&read_mu_);
+  GCL_ASSIGN_OR_RETURN(Statement st, reader_->Prepare(internal::Cat("SELECT ", kWorkerCols,
                                                                 " FROM workers WHERE id=?1")));
   st.Bind(1, worker_id);
   GCL_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -926,8 +943,8 @@ absl::StatusOr<WorkerRecord> Registry::GetWorker(std::string_view worker_id) {
 }
 
 absl::StatusOr<std::vector<WorkerRecord>> Registry::ListWorkers() {
-  absl::MutexLock lock(&mu_);
-  GCL_ASSIGN_OR_RETURN(Statement st, db_->Prepare(internal::Cat("SELECT ", kWorkerCols,
+  absl::MutexLock lock(&read_mu_);
+  GCL_ASSIGN_OR_RETURN(Statement st, reader_->Prepare(internal::Cat("SELECT ", kWorkerCols,
                                                                 " FROM workers ORDER BY id")));
   GCL_ASSIGN_OR_RETURN(std::vector<WorkerRecord> out, CollectRows(st, ReadWorker));
   return out;
@@ -1059,10 +1076,10 @@ absl::StatusOr<std::vector<CheckpointRecord>> Registry::ListCheckpoints(std::str
 }
 
 absl::StatusOr<CheckpointRecord> Registry::NewestCheckpoint(std::string_view job_id) {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&read_mu_);
   GCL_ASSIGN_OR_RETURN(
       Statement st,
-      db_->Prepare(internal::Cat("SELECT ", kCkptCols,
+      reader_->Prepare(internal::Cat("SELECT ", kCkptCols,
                                  " FROM checkpoints WHERE job_id=?1 "
                                  "AND state='COMPLETED' ORDER BY step DESC, id DESC LIMIT 1")));
   st.Bind(1, job_id);

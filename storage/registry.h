@@ -13,9 +13,12 @@
 // rejected call writes nothing. Every value reaches SQL through bound
 // parameters. Times are integer UTC milliseconds.
 //
-// Thread-safe: one connection per Registry guarded by a mutex. Several
-// Registry handles (threads or processes) may share a file; writers wait on
-// each other up to busy_timeout_ms.
+// Thread-safe: one write connection per Registry guarded by a mutex, and a
+// second connection for the hot reads (GetJob, ListJobs, queue, workers,
+// events), so reads never wait behind a commit's fsync (WAL: a read sees
+// every transaction committed before it started). Several Registry handles
+// (threads or processes) may share a file; writers wait on each other up to
+// busy_timeout_ms.
 #pragma once
 
 #include <cstdint>
@@ -45,6 +48,11 @@ struct RegistryOptions {
   std::function<int64_t()> now_ms;
   // Seeds the job-id generator; 0 = from std::random_device.
   uint64_t id_seed = 0;
+  // true: SQLite checkpoints the WAL inside a commit now and then (a commit
+  // that also writes and fsyncs the database file: a latency spike). false:
+  // commits never checkpoint; the owner calls CheckpointWal() periodically
+  // (the coordinator does, from its ticker).
+  bool wal_autocheckpoint = true;
 };
 
 struct NewJob {
@@ -356,10 +364,16 @@ class Registry {
                                 std::string_view labels_json, double value);
   absl::StatusOr<std::vector<MetricSummary>> ListMetricSummaries(std::string_view job_id);
 
+  // Copies the WAL into the database file (PASSIVE: never waits for, nor
+  // blocks, readers and writers), on a connection of its own. Needed
+  // periodically when wal_autocheckpoint is false; harmless otherwise.
+  absl::Status CheckpointWal();
+
   int64_t NowMs() const;
 
  private:
-  Registry(std::unique_ptr<Db> db, RegistryOptions options);
+  Registry(std::unique_ptr<Db> db, std::unique_ptr<Db> reader, std::unique_ptr<Db> checkpointer,
+           RegistryOptions options);
   std::string NewJobIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<JobRecord> CreateJobLocked(const NewJob& job, int64_t now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -379,6 +393,10 @@ class Registry {
 
   absl::Mutex mu_;
   std::unique_ptr<Db> db_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex read_mu_;
+  std::unique_ptr<Db> reader_ ABSL_GUARDED_BY(read_mu_);
+  absl::Mutex checkpoint_mu_;
+  std::unique_ptr<Db> checkpointer_ ABSL_GUARDED_BY(checkpoint_mu_);
   RegistryOptions options_;
   std::mt19937_64 id_rng_ ABSL_GUARDED_BY(mu_);
 };
