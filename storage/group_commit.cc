@@ -52,4 +52,9 @@ int64_t GroupCommitter::jobs() const {
   return jobs_;
 }
 
+int64_t GroupCommitter::pending() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(pending_.size());
+}
+
 }  // namespace gcl::storage

@@ -32,9 +32,11 @@ class GroupCommitter {
   // As Registry::CreateJob; blocks until the job's batch committed.
   absl::StatusOr<JobRecord> CreateJob(NewJob job);
 
-  // Transactions committed and jobs written so far (figures for tests and benches).
+  // Transactions committed, jobs passed to them, and callers waiting for the
+  // next batch (figures for tests and benches).
   int64_t batches() const;
   int64_t jobs() const;
+  int64_t pending() const;
 
  private:
   struct Request {
