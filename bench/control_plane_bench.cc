@@ -1,12 +1,13 @@
 // Control-plane figures over real gRPC on loopback with real SQLite files
 // (synchronous=FULL, as in production). Prints tables; never run by ctest.
 //
-//   control_plane_bench [--quick] [--only submit,reads,fleet,schedule] [--dir DIR]
+//   control_plane_bench [--quick] [--only floor,submit,reads,fleet,schedule] [--dir DIR]
 //       [--submits N] [--threads 1,8,32] [--seconds S]        (a) SubmitJob
 //       [--jobs N]                                              (b) GetJob/ListJobs
 //       [--workers N] [--fleet-seconds S] [--coordinator BIN]   (c) heartbeat fleet
 //       [--queued N] [--sched-workers N]                        (d) scheduling
 //
+// (0) the disk's commit latency (context for every figure below).
 // (a) in-process Coordinator: sequential SubmitJob latency, then throughput
 //     with T client threads (one channel each) for S seconds per T.
 // (b) 100k jobs bulk-loaded through the Registry (93% SUCCEEDED, 1% FAILED,
@@ -107,7 +108,7 @@ std::shared_ptr<grpc::Channel> NewChannel(const std::string& addr) {
 
 struct Options {
   std::string dir = (fs::temp_directory_path() / "gcl_control_plane_bench").string();
-  std::string only = "submit,reads,fleet,schedule";
+  std::string only = "floor,submit,reads,fleet,schedule";
   int submits = 2000;
   std::vector<int> threads = {1, 8, 32};
   double seconds = 4;
@@ -128,6 +129,28 @@ std::unique_ptr<gcl::server::Coordinator> StartCoordinator(const std::string& db
   if (!c.ok()) Die(std::string(c.status().message()));
   if (absl::Status s = (*c)->Start(); !s.ok()) Die(std::string(s.message()));
   return std::move(*c);
+}
+
+// ---------------------------------------------------------------- (0)
+
+// What one durable commit costs on this disk right now (the floor under any
+// SubmitJob latency): sequential Registry::CreateJob, synchronous=FULL.
+void BenchFloor(const Options& opt) {
+  const std::string db = opt.dir + "/floor.db";
+  auto reg = gcl::storage::Registry::Open(db);
+  if (!reg.ok()) Die(std::string(reg.status().message()));
+  gcl::storage::NewJob j;
+  j.name = "floor";
+  j.kind = "pretrain";
+  j.spec_blob = "x";
+  std::vector<double> lat;
+  for (int i = 0; i < 300; ++i) {
+    const auto s = Clock::now();
+    if (!(*reg)->CreateJob(j).ok()) Die("floor");
+    lat.push_back(Ms(Clock::now() - s));
+  }
+  Header("Disk: one SQLite commit (synchronous=FULL), no gRPC");
+  Row("Registry::CreateJob, sequential", Percentiles(lat));
 }
 
 // ---------------------------------------------------------------- (a)
@@ -673,6 +696,7 @@ int main(int argc, char** argv) {
   std::printf("control_plane_bench: %u cores, dir %s\n", std::thread::hardware_concurrency(),
               opt.dir.c_str());
   auto want = [&](const char* s) { return opt.only.find(s) != std::string::npos; };
+  if (want("floor")) BenchFloor(opt);
   if (want("submit")) BenchSubmit(opt);
   if (want("reads")) BenchReads(opt);
   if (want("fleet")) BenchFleet(opt);
