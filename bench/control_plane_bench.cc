@@ -287,7 +287,8 @@ Loaded LoadJobs(const std::string& db, int total, int workers, int devices_per_w
       auto a = r.StartAttempt(j.id, worker);
       if (!a.ok()) Die(std::string(a.status().message()));
       gcl::storage::AttemptOutcome o;
-      o.state = roll < 7 ? gcl::storage::AttemptState::kFailed : gcl::storage::AttemptState::kSucceeded;
+      o.state =
+          roll < 7 ? gcl::storage::AttemptState::kFailed : gcl::storage::AttemptState::kSucceeded;
       o.exit_code = roll < 7 ? 1 : 0;
       o.reason = "bench";
       if (!r.FinishAttempt(j.id, *a, o).ok()) Die("finish");
@@ -295,8 +296,7 @@ Loaded LoadJobs(const std::string& db, int total, int workers, int devices_per_w
     done += static_cast<int>(batch.size());
   }
   std::printf("(loaded %zu jobs: %zu QUEUED, %zu RUNNING, rest SUCCEEDED/FAILED in %.1f s)\n",
-              out.all.size(), out.queued.size(), out.running.size(),
-              Ms(Clock::now() - t0) / 1000);
+              out.all.size(), out.queued.size(), out.running.size(), Ms(Clock::now() - t0) / 1000);
   return out;
 }
 
@@ -484,7 +484,8 @@ void BenchFleet(const Options& opt) {
         continue;
       }
       for (const auto& a : call->hb.assignments()) {
-        const auto run = std::chrono::milliseconds(2000 + (std::hash<std::string>()(a.job_id()) % 4000));
+        const auto run =
+            std::chrono::milliseconds(2000 + (std::hash<std::string>()(a.job_id()) % 4000));
         w.running[a.job_id()] = {a.attempt(), Clock::now() + run};
         assigned++;
       }
@@ -587,8 +588,8 @@ void BenchSchedule(const Options& opt) {
     caps.push_back({"w-" + std::to_string(w), total, static_cast<int64_t>(rng() % (total + 1))});
   }
   char title[160];
-  std::snprintf(title, sizeof title, "Scheduling decision: %d queued jobs, %d workers",
-                opt.queued, opt.sched_workers);
+  std::snprintf(title, sizeof title, "Scheduling decision: %d queued jobs, %d workers", opt.queued,
+                opt.sched_workers);
   Header(title);
   std::vector<double> lat;
   size_t placed = 0;
@@ -650,7 +651,8 @@ std::vector<int> ParseInts(const std::string& s) {
 
 int main(int argc, char** argv) {
   Options opt;
-  opt.coordinator = (fs::path(argv[0]).parent_path() / ".." / "server" / "gcl-coordinator").string();
+  opt.coordinator =
+      (fs::path(argv[0]).parent_path() / ".." / "server" / "gcl-coordinator").string();
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {

@@ -93,7 +93,8 @@ absl::StatusOr<int64_t> ControlPlane::RenewLease(const std::string& worker_id) {
   // happened since the last pass merged it).
   GCL_ASSIGN_OR_RETURN(storage::WorkerRecord w, registry_->GetWorker(worker_id));
   if (w.state == storage::WorkerState::kLost) {
-    return absl::FailedPreconditionError(absl::StrCat("worker ", worker_id, " is LOST; re-register"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker ", worker_id, " is LOST; re-register"));
   }
   absl::MutexLock lock(&lease_mu_);
   Lease& l = leases_[worker_id];
@@ -128,12 +129,13 @@ absl::StatusOr<std::vector<std::string>> ControlPlane::SweepLeases() {
     GCL_RETURN_IF_ERROR(LoadLeasesLocked(now));
     for (auto& [id, l] : leases_) {
       if (!l.alive || l.expiry_ms >= now) continue;
-      GCL_RETURN_IF_ERROR(registry_
-                              ->MarkWorkerLost(id, absl::StrCat("worker ", id,
-                                                                " stopped sending heartbeats (lease "
-                                                                "expired ",
-                                                                (now - l.expiry_ms) / 1000, " s ago)"))
-                              .status());
+      GCL_RETURN_IF_ERROR(
+          registry_
+              ->MarkWorkerLost(id, absl::StrCat("worker ", id,
+                                                " stopped sending heartbeats (lease "
+                                                "expired ",
+                                                (now - l.expiry_ms) / 1000, " s ago)"))
+              .status());
       l.alive = false;
       lost.push_back(id);
     }

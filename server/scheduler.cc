@@ -43,7 +43,9 @@ SchedulePlan Schedule(std::vector<QueuedJob> jobs, std::vector<WorkerCapacity> w
     by_free.insert({w.free_devices, w.id});
     largest = std::max(largest, w.total_devices);
   }
-  auto most_free = [&] { return by_free.empty() ? 0 : std::max<int64_t>(0, by_free.rbegin()->first); };
+  auto most_free = [&] {
+    return by_free.empty() ? 0 : std::max<int64_t>(0, by_free.rbegin()->first);
+  };
   // Reasons depend only on (devices, most free now): format each once per pass state.
   std::map<int64_t, std::string> reasons;
   int64_t reasons_for_most_free = -1;

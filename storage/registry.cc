@@ -127,10 +127,11 @@ std::string_view ToString(CheckpointState state) { return kCkptStates[static_cas
 
 // ---------------------------------------------------------------- open
 
-Registry::Registry(std::unique_ptr<Db> db, std::unique_ptr<Db> reader,
+Registry::Registry(std::unique_ptr<Db> db, std::unique_ptr<Db> reader, std::unique_ptr<Db> scanner,
                    std::unique_ptr<Db> checkpointer, RegistryOptions options)
     : db_(std::move(db)),
       reader_(std::move(reader)),
+      scanner_(std::move(scanner)),
       checkpointer_(std::move(checkpointer)),
       options_(std::move(options)) {
   uint64_t seed = options_.id_seed;
@@ -152,9 +153,11 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(const std::string& path
   GCL_RETURN_IF_ERROR(Migrate(*db));
   if (!options.wal_autocheckpoint) GCL_RETURN_IF_ERROR(db->Exec("PRAGMA wal_autocheckpoint=0"));
   GCL_ASSIGN_OR_RETURN(std::unique_ptr<Db> reader, Db::Open(path, db_options));
+  GCL_ASSIGN_OR_RETURN(std::unique_ptr<Db> scanner, Db::Open(path, db_options));
   GCL_ASSIGN_OR_RETURN(std::unique_ptr<Db> checkpointer, Db::Open(path, db_options));
   return std::unique_ptr<Registry>(new Registry(std::move(db), std::move(reader),
-                                                std::move(checkpointer), std::move(options)));
+                                                std::move(scanner), std::move(checkpointer),
+                                                std::move(options)));
 }
 
 absl::Status Registry::CheckpointWal() {
@@ -210,9 +213,10 @@ absl::StatusOr<std::vector<JobEvent>> Registry::EventsAfter(std::string_view job
   absl::MutexLock lock(&read_mu_);
   GCL_RETURN_IF_ERROR(ReadJobById(*reader_, job_id).status());
   GCL_ASSIGN_OR_RETURN(
-      Statement st, reader_->Prepare("SELECT seq,job_id,at_ms,kind,from_state,to_state,reason,attempt,"
-                                 "payload_json FROM job_events WHERE job_id=?1 AND seq>?2 "
-                                 "ORDER BY seq LIMIT ?3"));
+      Statement st,
+      reader_->Prepare("SELECT seq,job_id,at_ms,kind,from_state,to_state,reason,attempt,"
+                       "payload_json FROM job_events WHERE job_id=?1 AND seq>?2 "
+                       "ORDER BY seq LIMIT ?3"));
   st.Bind(1, job_id).Bind(2, after_seq).Bind(3, static_cast<int64_t>(limit));
   GCL_ASSIGN_OR_RETURN(std::vector<JobEvent> out, CollectRows(st, [](const Statement& st) {
                          JobEvent e;
@@ -539,7 +543,8 @@ absl::StatusOr<int> Registry::SetQueuedReasons(
   if (id_reason.empty()) return 0;
   for (const auto& [id, reason] : id_reason) {
     if (reason.empty()) {
-      return absl::InvalidArgumentError(internal::Cat("a QUEUED job needs a reason (job ", id, ")"));
+      return absl::InvalidArgumentError(
+          internal::Cat("a QUEUED job needs a reason (job ", id, ")"));
     }
   }
   absl::MutexLock lock(&mu_);
@@ -730,7 +735,7 @@ absl::StatusOr<std::vector<AttemptRecord>> Registry::ListAttempts(std::string_vi
   GCL_ASSIGN_OR_RETURN(
       Statement st,
       reader_->Prepare("SELECT job_id,attempt,worker_id,state,started_ms,ended_ms,exit_code,"
-                   "reason FROM attempts WHERE job_id=?1 ORDER BY attempt"));
+                       "reason FROM attempts WHERE job_id=?1 ORDER BY attempt"));
   st.Bind(1, job_id);
   GCL_ASSIGN_OR_RETURN(std::vector<AttemptRecord> out, CollectRows(st, [](const Statement& st) {
                          AttemptRecord a;
@@ -760,10 +765,10 @@ absl::StatusOr<std::vector<JobRecord>> Registry::ListQueued(int limit) {
 }
 
 absl::StatusOr<std::vector<QueueEntry>> Registry::ListQueue() {
-  absl::MutexLock lock(&read_mu_);
+  absl::MutexLock lock(&scan_mu_);
   GCL_ASSIGN_OR_RETURN(Statement st,
-                       reader_->Prepare("SELECT id,priority,submit_seq,devices,reason FROM jobs "
-                                    "WHERE state='QUEUED' ORDER BY priority DESC, submit_seq"));
+                       scanner_->Prepare("SELECT id,priority,submit_seq,devices,reason FROM jobs "
+                                        "WHERE state='QUEUED' ORDER BY priority DESC, submit_seq"));
   GCL_ASSIGN_OR_RETURN(std::vector<QueueEntry> out, CollectRows(st, [](const Statement& st) {
                          QueueEntry q;
                          q.id = st.ColumnText(0);
@@ -787,8 +792,8 @@ absl::StatusOr<int64_t> Registry::QueuePosition(std::string_view job_id) {
   GCL_ASSIGN_OR_RETURN(
       Statement st,
       reader_->Prepare("SELECT (SELECT COUNT(*) FROM jobs WHERE state='QUEUED' AND priority>?1) + "
-                   "(SELECT COUNT(*) FROM jobs WHERE state='QUEUED' AND priority=?1 AND "
-                   "submit_seq<?2)"));
+                       "(SELECT COUNT(*) FROM jobs WHERE state='QUEUED' AND priority=?1 AND "
+                       "submit_seq<?2)"));
   st.Bind(1, job.priority).Bind(2, job.submit_seq);
   GCL_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return absl::InternalError("COUNT returned no row");
@@ -806,7 +811,7 @@ absl::StatusOr<std::vector<int64_t>> Registry::QueuePositions(const std::vector<
   // Covering scan of jobs_by_queue in queue order, stopped at the last one wanted.
   GCL_ASSIGN_OR_RETURN(Statement st,
                        reader_->Prepare("SELECT priority,submit_seq FROM jobs WHERE state='QUEUED' "
-                                    "ORDER BY priority DESC, submit_seq"));
+                                        "ORDER BY priority DESC, submit_seq"));
   size_t found = 0;
   for (int64_t ahead = 0; found < wanted.size(); ++ahead) {
     GCL_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -832,9 +837,9 @@ absl::StatusOr<std::vector<OpenAttempt>> Registry::OpenAttemptsOn(std::string_vi
   GCL_ASSIGN_OR_RETURN(
       Statement st,
       reader_->Prepare("SELECT j.id,j.state,j.attempt,j.devices FROM attempts a JOIN jobs j ON "
-                   "j.id=a.job_id AND j.attempt=a.attempt WHERE a.worker_id=?1 AND "
-                   "a.state='RUNNING' AND j.state IN ('RUNNING','CANCELLING') "
-                   "ORDER BY j.submit_seq"));
+                       "j.id=a.job_id AND j.attempt=a.attempt WHERE a.worker_id=?1 AND "
+                       "a.state='RUNNING' AND j.state IN ('RUNNING','CANCELLING') "
+                       "ORDER BY j.submit_seq"));
   st.Bind(1, worker_id);
   GCL_ASSIGN_OR_RETURN(std::vector<OpenAttempt> out, CollectRows(st, [](const Statement& st) {
                          OpenAttempt a;
@@ -848,12 +853,12 @@ absl::StatusOr<std::vector<OpenAttempt>> Registry::OpenAttemptsOn(std::string_vi
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> Registry::DevicesInUse() {
-  absl::MutexLock lock(&read_mu_);
+  absl::MutexLock lock(&scan_mu_);
   GCL_ASSIGN_OR_RETURN(
       Statement st,
-      reader_->Prepare("SELECT a.worker_id, SUM(j.devices) FROM jobs j JOIN attempts a ON "
-                   "a.job_id=j.id AND a.attempt=j.attempt WHERE j.state IN "
-                   "('RUNNING','CANCELLING') GROUP BY a.worker_id"));
+      scanner_->Prepare("SELECT a.worker_id, SUM(j.devices) FROM jobs j JOIN attempts a ON "
+                       "a.job_id=j.id AND a.attempt=j.attempt WHERE j.state IN "
+                       "('RUNNING','CANCELLING') GROUP BY a.worker_id"));
   GCL_ASSIGN_OR_RETURN(auto out, CollectRows(st, [](const Statement& st) {
                          return std::make_pair(st.ColumnText(0), st.ColumnInt64(1));
                        }));
@@ -935,7 +940,7 @@ absl::Status Registry::RenewLeases(const std::vector<LeaseRenewal>& renewals) {
 absl::StatusOr<WorkerRecord> Registry::GetWorker(std::string_view worker_id) {
   absl::MutexLock lock(&read_mu_);
   GCL_ASSIGN_OR_RETURN(Statement st, reader_->Prepare(internal::Cat("SELECT ", kWorkerCols,
-                                                                " FROM workers WHERE id=?1")));
+                                                                    " FROM workers WHERE id=?1")));
   st.Bind(1, worker_id);
   GCL_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return NotFound("worker", worker_id);
@@ -943,9 +948,9 @@ absl::StatusOr<WorkerRecord> Registry::GetWorker(std::string_view worker_id) {
 }
 
 absl::StatusOr<std::vector<WorkerRecord>> Registry::ListWorkers() {
-  absl::MutexLock lock(&read_mu_);
-  GCL_ASSIGN_OR_RETURN(Statement st, reader_->Prepare(internal::Cat("SELECT ", kWorkerCols,
-                                                                " FROM workers ORDER BY id")));
+  absl::MutexLock lock(&scan_mu_);
+  GCL_ASSIGN_OR_RETURN(Statement st, scanner_->Prepare(internal::Cat("SELECT ", kWorkerCols,
+                                                                    " FROM workers ORDER BY id")));
   GCL_ASSIGN_OR_RETURN(std::vector<WorkerRecord> out, CollectRows(st, ReadWorker));
   return out;
 }
@@ -1080,8 +1085,8 @@ absl::StatusOr<CheckpointRecord> Registry::NewestCheckpoint(std::string_view job
   GCL_ASSIGN_OR_RETURN(
       Statement st,
       reader_->Prepare(internal::Cat("SELECT ", kCkptCols,
-                                 " FROM checkpoints WHERE job_id=?1 "
-                                 "AND state='COMPLETED' ORDER BY step DESC, id DESC LIMIT 1")));
+                                     " FROM checkpoints WHERE job_id=?1 "
+                                     "AND state='COMPLETED' ORDER BY step DESC, id DESC LIMIT 1")));
   st.Bind(1, job_id);
   GCL_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row)

@@ -13,10 +13,12 @@
 // rejected call writes nothing. Every value reaches SQL through bound
 // parameters. Times are integer UTC milliseconds.
 //
-// Thread-safe: one write connection per Registry guarded by a mutex, and a
-// second connection for the hot reads (GetJob, ListJobs, queue, workers,
-// events), so reads never wait behind a commit's fsync (WAL: a read sees
-// every transaction committed before it started). Several Registry handles
+// Thread-safe: one write connection per Registry guarded by a mutex, a
+// second connection for the hot reads (GetJob, ListJobs, positions, open
+// attempts, events) and a third for the scheduler's whole-queue scans
+// (ListQueue, DevicesInUse, ListWorkers), so reads never wait behind a
+// commit's fsync nor behind a scan (WAL: a read sees every transaction
+// committed before it started). Several Registry handles
 // (threads or processes) may share a file; writers wait on each other up to
 // busy_timeout_ms.
 #pragma once
@@ -372,8 +374,8 @@ class Registry {
   int64_t NowMs() const;
 
  private:
-  Registry(std::unique_ptr<Db> db, std::unique_ptr<Db> reader, std::unique_ptr<Db> checkpointer,
-           RegistryOptions options);
+  Registry(std::unique_ptr<Db> db, std::unique_ptr<Db> reader, std::unique_ptr<Db> scanner,
+           std::unique_ptr<Db> checkpointer, RegistryOptions options);
   std::string NewJobIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<JobRecord> CreateJobLocked(const NewJob& job, int64_t now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -395,6 +397,8 @@ class Registry {
   std::unique_ptr<Db> db_ ABSL_GUARDED_BY(mu_);
   absl::Mutex read_mu_;
   std::unique_ptr<Db> reader_ ABSL_GUARDED_BY(read_mu_);
+  absl::Mutex scan_mu_;
+  std::unique_ptr<Db> scanner_ ABSL_GUARDED_BY(scan_mu_);
   absl::Mutex checkpoint_mu_;
   std::unique_ptr<Db> checkpointer_ ABSL_GUARDED_BY(checkpoint_mu_);
   RegistryOptions options_;

@@ -47,7 +47,8 @@ TEST_F(GroupCommitTest, ConcurrentCallersEachGetTheirOwnDurableJob) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kEach; ++i) {
-        results[t].push_back(committer.CreateJob(Job("t" + std::to_string(t) + "-" + std::to_string(i))));
+        results[t].push_back(
+            committer.CreateJob(Job("t" + std::to_string(t) + "-" + std::to_string(i))));
       }
     });
   }

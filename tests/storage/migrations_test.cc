@@ -115,8 +115,8 @@ TEST(MigrationsTest, V2FileWithJobsGetsTheV3StateIndex) {
     for (int i = 1; i <= 3; ++i) {
       const std::string n = std::to_string(i);
       ASSERT_THAT(db->Exec("INSERT INTO jobs(id,name,kind,spec_blob,state,reason,submit_seq,"
-                           "created_ms,updated_ms,queued_ms) VALUES('j-00000000000" + n +
-                           "','v2job','pretrain',x'01','" + (i == 2 ? "SUCCEEDED" : "QUEUED") +
+                           "created_ms,updated_ms,queued_ms) VALUES('j-00000000000" +
+                           n + "','v2job','pretrain',x'01','" + (i == 2 ? "SUCCEEDED" : "QUEUED") +
                            "','r'," + n + "," + n + "0," + n + "0," + n + "0)"),
                   IsOk());
     }
@@ -134,9 +134,8 @@ TEST(MigrationsTest, V2FileWithJobsGetsTheV3StateIndex) {
   EXPECT_TRUE(IndexExists(*db, "jobs_by_state_created"));
   // The state filter is answered from the new index, newest first, not by a sort.
   GCL_ASSERT_OK_AND_ASSIGN(
-      Statement plan,
-      db->Prepare("EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE state='QUEUED' "
-                  "ORDER BY created_ms DESC, id DESC LIMIT 51"));
+      Statement plan, db->Prepare("EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE state='QUEUED' "
+                                  "ORDER BY created_ms DESC, id DESC LIMIT 51"));
   std::string details;
   while (true) {
     GCL_ASSERT_OK_AND_ASSIGN(bool row, plan.Step());

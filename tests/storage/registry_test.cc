@@ -377,11 +377,10 @@ TEST_F(RegistryTest, SetQueuedReasonsWritesOnlyChangesOfQueuedJobs) {
   GCL_ASSERT_OK_AND_ASSIGN(JobRecord b, reg_->CreateJob(Job("b")));
   GCL_ASSERT_OK_AND_ASSIGN(JobRecord c, reg_->CreateJob(Job("c")));
   ASSERT_THAT(reg_->Transition(c.id, JobState::kCancelled, "user"), IsOk());
-  GCL_ASSERT_OK_AND_ASSIGN(int changed,
-                           reg_->SetQueuedReasons({{a.id, "placed on worker w1"},
-                                                   {b.id, a.reason},  // unchanged
-                                                   {c.id, "too late"},
-                                                   {"j-000000000000", "unknown"}}));
+  GCL_ASSERT_OK_AND_ASSIGN(int changed, reg_->SetQueuedReasons({{a.id, "placed on worker w1"},
+                                                                {b.id, a.reason},  // unchanged
+                                                                {c.id, "too late"},
+                                                                {"j-000000000000", "unknown"}}));
   EXPECT_EQ(changed, 1);
   EXPECT_EQ(reg_->GetJob(a.id)->reason, "placed on worker w1");
   EXPECT_EQ(reg_->GetJob(c.id)->reason, "user");
