@@ -140,11 +140,12 @@ absl::StatusOr<std::vector<std::string>> ControlPlane::SweepLeases() {
       lost.push_back(id);
     }
   }
-  GCL_RETURN_IF_ERROR(FlushLeases());
   if (!lost.empty()) {
+    RequestRefresh();  // retried by the ticker if this pass fails
     absl::MutexLock lock(&mu_);
     GCL_RETURN_IF_ERROR(RefreshQueueLocked().status());
   }
+  GCL_RETURN_IF_ERROR(FlushLeases());
   return lost;
 }
 
