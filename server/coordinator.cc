@@ -1,5 +1,6 @@
 #include "server/coordinator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -16,6 +17,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
   if (options.db_path.empty()) return absl::InvalidArgumentError("--db: required (the SQLite registry file)");
   if (options.lease_ms <= 0) return absl::InvalidArgumentError("--lease-seconds: must be > 0");
   if (options.artifacts_dir.empty()) options.artifacts_dir = options.db_path + ".artifacts";
+  // The ticker checkpoints the WAL, so no commit (no submit) pays for it.
+  options.registry.wal_autocheckpoint = false;
   GCL_ASSIGN_OR_RETURN(auto registry, storage::Registry::Open(options.db_path, options.registry));
   GCL_ASSIGN_OR_RETURN(auto artifacts, storage::ArtifactStore::Open(options.artifacts_dir));
   return std::unique_ptr<Coordinator>(
@@ -25,7 +28,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
 Coordinator::Coordinator(Options options, std::unique_ptr<storage::Registry> registry,
                          std::unique_ptr<storage::ArtifactStore> artifacts)
     : options_(std::move(options)), registry_(std::move(registry)), artifacts_(std::move(artifacts)) {
-  plane_ = std::make_unique<ControlPlane>(registry_.get(), artifacts_.get(), options_.lease_ms);
+  plane_ = std::make_unique<ControlPlane>(registry_.get(), artifacts_.get(), options_.lease_ms,
+                                          options_.refresh_interval_ms);
   job_service_ = std::make_unique<JobServiceImpl>(plane_.get(), &stopping_, options_.watch_poll_ms);
   worker_service_ = std::make_unique<WorkerServiceImpl>(plane_.get());
 }
@@ -71,8 +75,18 @@ std::string Coordinator::address() const {
 }
 
 void Coordinator::SweepLoop() {
-  while (!stop_sweeper_.WaitForNotificationWithTimeout(absl::Milliseconds(options_.sweep_interval_ms))) {
-    // A failed sweep (busy database) is retried at the next tick.
+  // One ticker: debounced scheduling passes (reasons of submitted jobs) and
+  // WAL checkpoints every refresh interval, the lease sweep every sweep
+  // interval.
+  const int64_t tick = std::max<int64_t>(
+      1, std::min(options_.sweep_interval_ms, std::max<int64_t>(options_.refresh_interval_ms, 10)));
+  auto next_sweep = std::chrono::steady_clock::now();
+  while (!stop_sweeper_.WaitForNotificationWithTimeout(absl::Milliseconds(tick))) {
+    // Failures (a busy database) are retried at the next tick.
+    (void)plane_->MaybeRefresh();
+    (void)registry_->CheckpointWal();
+    if (std::chrono::steady_clock::now() < next_sweep) continue;
+    next_sweep += std::chrono::milliseconds(options_.sweep_interval_ms);
     (void)plane_->SweepLeases();
   }
 }

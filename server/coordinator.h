@@ -1,6 +1,7 @@
 // gcl-coordinator as a library: the Registry (SQLite), the JobService and
 // WorkerService over one grpc::Server, grpc.health.v1 and server reflection,
-// and a lease sweeper thread that marks workers LOST (their jobs requeue).
+// and a ticker thread: lease sweep (expired workers go LOST, their jobs
+// requeue), debounced scheduling passes and WAL checkpoints.
 //
 //   GCL_ASSIGN_OR_RETURN(auto c, Coordinator::Create(options));
 //   GCL_RETURN_IF_ERROR(c->Start());   // c->port() is the bound port
@@ -38,7 +39,8 @@ class Coordinator {
     std::string artifacts_dir;             // checkpoints and logs; default: <db_path>.artifacts
     int64_t lease_ms = 30000;              // worker lease; heartbeat every lease/3
     int64_t restart_grace_ms = 10000;      // extra lease after a restart (agents reconnecting)
-    int64_t sweep_interval_ms = 1000;      // how often expired leases are looked for
+    int64_t sweep_interval_ms = 1000;      // expired leases looked for, renewed ones written
+    int64_t refresh_interval_ms = 150;     // at most one debounced scheduling pass per this
     int watch_poll_ms = 100;               // WatchJob's event-log poll period
     int64_t shutdown_grace_ms = 5000;      // in-flight calls get this long at Shutdown
     storage::RegistryOptions registry;     // clock injection for tests

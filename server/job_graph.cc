@@ -58,27 +58,33 @@ absl::Status JobGraph::CheckInitJob(const gcl::v1::JobSpec& spec) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<std::string>> JobGraph::HoldReason(const JobRecord& job) {
-  if (job.kind == kExperimentKind) return std::optional<std::string>("expanding into child jobs");
-  const std::string dep_id = InitJobOf(job);
-  if (dep_id.empty()) return std::optional<std::string>();
+absl::StatusOr<JobGraph::Hold> JobGraph::HoldOf(const std::string& job_id, const std::string& kind) {
+  if (kind == kExperimentKind) return Hold{Hold::kWaiting, "expanding into child jobs"};
+  if (kind != "finetune") return Hold{};
+  auto cached = init_job_.find(job_id);
+  if (cached == init_job_.end()) {
+    GCL_ASSIGN_OR_RETURN(JobRecord job, registry_->GetJob(job_id));
+    cached = init_job_.emplace(job_id, InitJobOf(job)).first;
+  }
+  const std::string& dep_id = cached->second;
+  if (dep_id.empty()) return Hold{};
   absl::StatusOr<JobRecord> dep = registry_->GetJob(dep_id);
   std::string failure;
   if (!dep.ok()) {
     failure = absl::StrCat("its init job ", dep_id, " does not exist");
   } else if (dep->state == JobState::kSucceeded) {
-    if (registry_->NewestCheckpoint(dep_id).ok()) return std::optional<std::string>();
+    if (registry_->NewestCheckpoint(dep_id).ok()) return Hold{};
     failure = absl::StrCat("its init job ", dep_id, " succeeded without a checkpoint");
   } else if (storage::IsTerminal(dep->state)) {
     failure = absl::StrCat("its init job ", dep_id, " (", dep->name, ") ended ",
                            Sv(storage::ToString(dep->state)), ": ", dep->reason);
   } else {
-    return std::optional<std::string>(absl::StrCat("waiting for pre-training job ", dep_id, " (",
-                                                   dep->name, ", ", Sv(storage::ToString(dep->state)),
-                                                   ") to finish"));
+    return Hold{Hold::kWaiting, absl::StrCat("waiting for pre-training job ", dep_id, " (", dep->name,
+                                             ", ", Sv(storage::ToString(dep->state)), ") to finish")};
   }
-  GCL_RETURN_IF_ERROR(registry_->Transition(job.id, JobState::kFailed, failure));
-  return std::optional<std::string>(failure);
+  GCL_RETURN_IF_ERROR(registry_->Transition(job_id, JobState::kFailed, failure));
+  init_job_.erase(job_id);
+  return Hold{Hold::kFailed, failure};
 }
 
 absl::Status JobGraph::ResolveInit(gcl::v1::JobSpec* spec) {

@@ -12,6 +12,7 @@
 // matched by name).
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,10 +33,15 @@ class JobGraph {
   // INVALID_ARGUMENT when it is not a pre-training job or already failed.
   absl::Status CheckInitJob(const gcl::v1::JobSpec& spec);
 
-  // For a QUEUED job: nullopt when it may be scheduled, else why it waits.
-  // A job whose dependency ended without success is moved to FAILED here
-  // (and reported as waiting, so the caller skips it).
-  absl::StatusOr<std::optional<std::string>> HoldReason(const storage::JobRecord& job);
+  struct Hold {
+    enum State { kReady, kWaiting, kFailed } state = kReady;
+    std::string reason;  // why it waits or failed
+  };
+  // For a QUEUED job of `kind`: ready to schedule, waiting (an experiment
+  // being expanded, a fine-tuning job whose pre-training is not done), or
+  // failed here because its dependency ended without success (moved to
+  // FAILED). Not thread-safe: called under the scheduling pass lock.
+  absl::StatusOr<Hold> HoldOf(const std::string& job_id, const std::string& kind);
 
   // Resolves `init: {job: ID}` in an assignment's spec to that job's newest
   // checkpoint id and, when the spec names no variant, takes the
@@ -59,6 +65,9 @@ class JobGraph {
   absl::Status Settle(const storage::JobRecord& parent);
 
   storage::Registry* registry_;
+  // Job id -> its init.job ("" for none): specs never change, and a pass
+  // over 10k queued jobs must not parse 10k specs each time.
+  std::map<std::string, std::string> init_job_;
 };
 
 }  // namespace gcl::server

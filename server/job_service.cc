@@ -58,14 +58,11 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const gcl::v1::Subm
   if (!job.ok()) return ToGrpcStatus(job.status());
   if (job->kind == "experiment") job->devices = 0;  // its children hold the devices
   if (absl::Status s = CheckInitJob(*job); !s.ok()) return ToGrpcStatus(s);
-  absl::StatusOr<storage::JobRecord> created = plane_->registry().CreateJob(*job);
+  // Group-committed (durable on return); the reason comes from the last
+  // plan's leftover capacity and the debounced pass refines it.
+  absl::StatusOr<storage::JobRecord> created = plane_->Submit(*std::move(job));
   if (!created.ok()) return ToGrpcStatus(created.status());
-  // The reason and position depend on the workers; a failure here leaves the
-  // stored job with its default reason (the next pass fixes it).
-  (void)plane_->RefreshQueue();
-  absl::StatusOr<storage::JobRecord> now = plane_->registry().GetJob(created->id);
-  if (!now.ok()) return ToGrpcStatus(now.status());
-  absl::StatusOr<gcl::v1::Job> out = plane_->Describe(*now);
+  absl::StatusOr<gcl::v1::Job> out = plane_->Describe(*created);
   if (!out.ok()) return ToGrpcStatus(out.status());
   *resp->mutable_job() = std::move(*out);
   return grpc::Status::OK;
@@ -101,11 +98,9 @@ grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const gcl::v1::ListJ
   filter.page_token = req->page_token();
   absl::StatusOr<storage::JobPage> page = plane_->registry().ListJobs(filter);
   if (!page.ok()) return ToGrpcStatus(page.status());
-  for (const storage::JobRecord& rec : page->jobs) {
-    absl::StatusOr<gcl::v1::Job> job = plane_->Describe(rec);
-    if (!job.ok()) return ToGrpcStatus(job.status());
-    *resp->add_jobs() = std::move(*job);
-  }
+  absl::StatusOr<std::vector<gcl::v1::Job>> jobs = plane_->DescribeAll(page->jobs);
+  if (!jobs.ok()) return ToGrpcStatus(jobs.status());
+  for (gcl::v1::Job& job : *jobs) *resp->add_jobs() = std::move(job);
   resp->set_next_page_token(page->next_page_token);
   return grpc::Status::OK;
 }

@@ -26,8 +26,9 @@ class JobServiceImpl final : public gcl::v1::JobService::Service {
 
   // spec_yaml (messages quote "spec.yaml:LINE:COL: key: what") or spec
   // (defaults applied, validated); INVALID_ARGUMENT names the field. The job
-  // is in SQLite (FULL sync) before the reply; it comes back QUEUED with its
-  // reason and queue position.
+  // is in SQLite (FULL sync; concurrent submits share one commit) before the
+  // reply; it comes back QUEUED with its reason (from the capacity the last
+  // scheduling pass left; refined by the next pass) and queue position.
   grpc::Status SubmitJob(grpc::ServerContext* ctx, const gcl::v1::SubmitJobRequest* req,
                          gcl::v1::SubmitJobResponse* resp) override;
   grpc::Status GetJob(grpc::ServerContext* ctx, const gcl::v1::GetJobRequest* req,

@@ -51,6 +51,7 @@ struct SchedulePlan {
 };
 
 // Pure function of its inputs (deterministic: ties broken by id).
+// Cost: O(J log J + J log W) for J jobs and W workers.
 SchedulePlan Schedule(std::vector<QueuedJob> jobs, std::vector<WorkerCapacity> workers);
 
 // The reason for a job that needs `devices` given the workers, as Schedule

@@ -158,10 +158,10 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const gcl::v1::Re
 
 grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const gcl::v1::HeartbeatRequest* req,
                                           gcl::v1::HeartbeatResponse* resp) {
-  storage::Registry& reg = plane_->registry();
-  const int64_t expiry = reg.NowMs() + plane_->lease_ms();
-  if (absl::Status s = reg.TouchWorker(req->worker_id(), expiry); !s.ok()) return ToGrpcStatus(s);
-  resp->set_lease_expiry_ms(expiry);
+  // In memory (written back once per sweep); no pass unless the plan is stale.
+  absl::StatusOr<int64_t> expiry = plane_->RenewLease(req->worker_id());
+  if (!expiry.ok()) return ToGrpcStatus(expiry.status());
+  resp->set_lease_expiry_ms(*expiry);
   std::vector<std::string> running(req->running_job_ids().begin(), req->running_job_ids().end());
   std::vector<std::string> missing;
   absl::StatusOr<std::vector<std::string>> cancels = plane_->CancelsFor(req->worker_id(), running, &missing);

@@ -22,9 +22,10 @@ class WorkerServiceImpl final : public gcl::v1::WorkerService::Service {
   // replies lease and heartbeat periods (heartbeat = lease / 3, >= 1 s).
   grpc::Status Register(grpc::ServerContext* ctx, const gcl::v1::RegisterRequest* req,
                         gcl::v1::RegisterResponse* resp) override;
-  // Renews the lease (NOT_FOUND: register first; FAILED_PRECONDITION: it was
-  // LOST, register again), runs a scheduling pass and returns the attempts
-  // started on this worker and the jobs it must stop.
+  // Renews the lease in memory (NOT_FOUND: register first;
+  // FAILED_PRECONDITION: it was LOST, register again) and returns the
+  // attempts started on this worker and the jobs it must stop. Schedules
+  // only when the plan is stale and this worker has free devices.
   grpc::Status Heartbeat(grpc::ServerContext* ctx, const gcl::v1::HeartbeatRequest* req,
                          gcl::v1::HeartbeatResponse* resp) override;
   // Progress -> the job's progress columns and a "progress" event (eta

@@ -120,12 +120,20 @@ CREATE TABLE metrics_summaries (
 ) STRICT;
 )sql";
 
+// v3: control-plane indexes for 100k-job registries. A state filter pages
+// newest-first straight off (state, created_ms, id) instead of walking every
+// job; a worker's open attempts come from attempts_by_worker (v1).
+constexpr std::string_view kV3 = R"sql(
+CREATE INDEX jobs_by_state_created ON jobs(state, created_ms, id);
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& Migrations() {
   static const std::vector<Migration>* const kAll = new std::vector<Migration>{
       {1, "registry: jobs, job_events, workers, attempts, checkpoints, results", kV1},
       {2, "metrics_summaries", kV2},
+      {3, "jobs_by_state_created index (ListJobs state filters)", kV3},
   };
   return *kAll;
 }

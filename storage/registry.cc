@@ -22,7 +22,9 @@ namespace {
 
 constexpr char kJobCols[] =
     "id,name,kind,owner,priority,spec_blob,spec_text,state,reason,attempt,failures,max_attempts,"
-    "devices,submit_seq,created_ms,updated_ms,queued_ms,parent_id,progress_step,progress_total";
+    "devices,submit_seq,created_ms,updated_ms,queued_ms,parent_id,progress_step,progress_total,"
+    "(SELECT a.worker_id FROM attempts a WHERE a.job_id=jobs.id AND a.attempt=jobs.attempt) "
+    "AS worker_id";
 constexpr char kDefaultQueuedReason[] = "waiting for a worker";
 
 JobRecord ReadJob(const Statement& st) {
@@ -47,6 +49,7 @@ JobRecord ReadJob(const Statement& st) {
   j.parent_id = st.ColumnText(17);
   j.progress_step = st.ColumnInt64(18);
   j.progress_total = st.ColumnInt64(19);
+  j.worker_id = st.ColumnText(20);
   return j;
 }
 
@@ -97,6 +100,15 @@ absl::Status NotFound(std::string_view what, std::string_view id) {
   return absl::NotFoundError(internal::Cat(what, " '", id, "' not found"));
 }
 
+absl::StatusOr<JobRecord> ReadJobById(Db& db, std::string_view id) {
+  GCL_ASSIGN_OR_RETURN(Statement st,
+                       db.Prepare(internal::Cat("SELECT ", kJobCols, " FROM jobs WHERE id=?1")));
+  st.Bind(1, id);
+  GCL_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return NotFound("job", id);
+  return ReadJob(st);
+}
+
 // Sample standard deviation (n-1); 0 for fewer than two values.
 std::pair<double, double> MeanStd(const std::vector<double>& v) {
   if (v.empty()) return {0.0, 0.0};
@@ -115,8 +127,13 @@ std::string_view ToString(CheckpointState state) { return kCkptStates[static_cas
 
 // ---------------------------------------------------------------- open
 
-Registry::Registry(std::unique_ptr<Db> db, RegistryOptions options)
-    : db_(std::move(db)), options_(std::move(options)) {
+Registry::Registry(std::unique_ptr<Db> db, std::unique_ptr<Db> reader, std::unique_ptr<Db> scanner,
+                   std::unique_ptr<Db> checkpointer, RegistryOptions options)
+    : db_(std::move(db)),
+      reader_(std::move(reader)),
+      scanner_(std::move(scanner)),
+      checkpointer_(std::move(checkpointer)),
+      options_(std::move(options)) {
   uint64_t seed = options_.id_seed;
   if (seed == 0) {
     std::random_device rd;
@@ -134,7 +151,18 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(const std::string& path
   db_options.synchronous_full = options.synchronous_full;
   GCL_ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(path, db_options));
   GCL_RETURN_IF_ERROR(Migrate(*db));
-  return std::unique_ptr<Registry>(new Registry(std::move(db), std::move(options)));
+  if (!options.wal_autocheckpoint) GCL_RETURN_IF_ERROR(db->Exec("PRAGMA wal_autocheckpoint=0"));
+  GCL_ASSIGN_OR_RETURN(std::unique_ptr<Db> reader, Db::Open(path, db_options));
+  GCL_ASSIGN_OR_RETURN(std::unique_ptr<Db> scanner, Db::Open(path, db_options));
+  GCL_ASSIGN_OR_RETURN(std::unique_ptr<Db> checkpointer, Db::Open(path, db_options));
+  return std::unique_ptr<Registry>(new Registry(std::move(db), std::move(reader),
+                                                std::move(scanner), std::move(checkpointer),
+                                                std::move(options)));
+}
+
+absl::Status Registry::CheckpointWal() {
+  absl::MutexLock lock(&checkpoint_mu_);
+  return checkpointer_->CheckpointPassive();
 }
 
 int64_t Registry::NowMs() const {
@@ -182,12 +210,13 @@ absl::StatusOr<int64_t> Registry::AppendEvent(std::string_view job_id, std::stri
 absl::StatusOr<std::vector<JobEvent>> Registry::EventsAfter(std::string_view job_id,
                                                             int64_t after_seq, int limit) {
   if (limit <= 0) limit = 1000;
-  absl::MutexLock lock(&mu_);
-  GCL_RETURN_IF_ERROR(GetJobLocked(job_id).status());
+  absl::MutexLock lock(&read_mu_);
+  GCL_RETURN_IF_ERROR(ReadJobById(*reader_, job_id).status());
   GCL_ASSIGN_OR_RETURN(
-      Statement st, db_->Prepare("SELECT seq,job_id,at_ms,kind,from_state,to_state,reason,attempt,"
-                                 "payload_json FROM job_events WHERE job_id=?1 AND seq>?2 "
-                                 "ORDER BY seq LIMIT ?3"));
+      Statement st,
+      reader_->Prepare("SELECT seq,job_id,at_ms,kind,from_state,to_state,reason,attempt,"
+                       "payload_json FROM job_events WHERE job_id=?1 AND seq>?2 "
+                       "ORDER BY seq LIMIT ?3"));
   st.Bind(1, job_id).Bind(2, after_seq).Bind(3, static_cast<int64_t>(limit));
   GCL_ASSIGN_OR_RETURN(std::vector<JobEvent> out, CollectRows(st, [](const Statement& st) {
                          JobEvent e;
@@ -289,18 +318,31 @@ absl::StatusOr<std::vector<JobRecord>> Registry::CreateJobs(const std::vector<Ne
   return out;
 }
 
+absl::StatusOr<std::vector<absl::StatusOr<JobRecord>>> Registry::CreateJobsIndependently(
+    const std::vector<NewJob>& jobs) {
+  absl::MutexLock lock(&mu_);
+  GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
+  const int64_t now = NowMs();
+  std::vector<absl::StatusOr<JobRecord>> out;
+  out.reserve(jobs.size());
+  for (const NewJob& j : jobs) {
+    // The savepoint undoes a half-written job (row without its event) alone.
+    GCL_RETURN_IF_ERROR(db_->Exec("SAVEPOINT create_job"));
+    out.push_back(CreateJobLocked(j, now));
+    if (!out.back().ok()) GCL_RETURN_IF_ERROR(db_->Exec("ROLLBACK TO create_job"));
+    GCL_RETURN_IF_ERROR(db_->Exec("RELEASE create_job"));
+  }
+  GCL_RETURN_IF_ERROR(tx.Commit());
+  return out;
+}
+
 absl::StatusOr<JobRecord> Registry::GetJobLocked(std::string_view id) {
-  GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare(internal::Cat("SELECT ", kJobCols, " FROM jobs WHERE id=?1")));
-  st.Bind(1, id);
-  GCL_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return NotFound("job", id);
-  return ReadJob(st);
+  return ReadJobById(*db_, id);
 }
 
 absl::StatusOr<JobRecord> Registry::GetJob(std::string_view id) {
-  absl::MutexLock lock(&mu_);
-  return GetJobLocked(id);
+  absl::MutexLock lock(&read_mu_);
+  return ReadJobById(*reader_, id);
 }
 
 absl::StatusOr<std::vector<JobRecord>> Registry::QueryJobsLocked(std::string_view sql) {
@@ -324,32 +366,54 @@ absl::StatusOr<JobPage> Registry::ListJobs(const JobFilter& f) {
     have_token = true;
   }
   // Dynamic shape, but only placeholders are added: values are always bound.
-  std::string sql = internal::Cat("SELECT ", kJobCols, " FROM jobs WHERE 1=1");
-  if (!f.states.empty()) {
-    // "+state": walk jobs_by_created in page order and stop after one page,
-    // rather than sort every row of the state from jobs_by_queue.
-    sql += " AND +state IN (";
-    for (size_t i = 0; i < f.states.size(); ++i) sql += i == 0 ? "?" : ",?";
-    sql += ")";
+  // Without a state filter: newest first off jobs_by_created. With one: each
+  // state is paged off jobs_by_state_created (one index range per state, at
+  // most page_size + 1 rows each) and the union is merged; cost O(states x
+  // page), never a walk over the jobs of other states.
+  std::vector<JobState> states;
+  for (JobState s : f.states) {
+    if (std::find(states.begin(), states.end(), s) == states.end()) states.push_back(s);
   }
-  if (!f.owner.empty()) sql += " AND owner=?";
-  if (!f.kind.empty()) sql += " AND kind=?";
-  if (!f.parent_id.empty()) sql += " AND parent_id=?";
-  if (have_token) sql += " AND (created_ms<? OR (created_ms=? AND id<?))";
-  sql += " ORDER BY created_ms DESC, id DESC LIMIT ?";
+  std::string where;
+  if (!f.owner.empty()) where += " AND owner=?";
+  if (!f.kind.empty()) where += " AND kind=?";
+  if (!f.parent_id.empty()) where += " AND parent_id=?";
+  if (have_token) where += " AND (created_ms,id)<(?,?)";
+  constexpr char kOrder[] = " ORDER BY created_ms DESC, id DESC LIMIT ?";
+  std::string sql;
+  if (states.empty()) {
+    sql = internal::Cat("SELECT ", kJobCols, " FROM jobs WHERE 1=1", where, kOrder);
+  } else {
+    sql = "SELECT * FROM (";
+    for (size_t i = 0; i < states.size(); ++i) {
+      if (i > 0) sql += " UNION ALL ";
+      sql += internal::Cat("SELECT * FROM (SELECT ", kJobCols,
+                           " FROM jobs INDEXED BY jobs_by_state_created WHERE state=?", where,
+                           kOrder, ")");
+    }
+    sql += internal::Cat(")", kOrder);
+  }
 
-  absl::MutexLock lock(&mu_);
-  GCL_ASSIGN_OR_RETURN(Statement st, db_->Prepare(sql));
+  absl::MutexLock lock(&read_mu_);
+  GCL_ASSIGN_OR_RETURN(Statement st, reader_->Prepare(sql));
   int k = 1;
-  for (JobState s : f.states) st.Bind(k++, ToString(s));
-  if (!f.owner.empty()) st.Bind(k++, f.owner);
-  if (!f.kind.empty()) st.Bind(k++, f.kind);
-  if (!f.parent_id.empty()) st.Bind(k++, f.parent_id);
-  if (have_token) {
-    st.Bind(k, token_ms);
-    st.Bind(k + 1, token_ms);
-    st.Bind(k + 2, token_id);
-    k += 3;
+  auto bind_filters = [&] {
+    if (!f.owner.empty()) st.Bind(k++, f.owner);
+    if (!f.kind.empty()) st.Bind(k++, f.kind);
+    if (!f.parent_id.empty()) st.Bind(k++, f.parent_id);
+    if (have_token) {
+      st.Bind(k++, token_ms);
+      st.Bind(k++, token_id);
+    }
+  };
+  if (states.empty()) {
+    bind_filters();
+  } else {
+    for (JobState s : states) {
+      st.Bind(k++, ToString(s));
+      bind_filters();
+      st.Bind(k++, static_cast<int64_t>(page_size) + 1);
+    }
   }
   st.Bind(k++, static_cast<int64_t>(page_size) + 1);
   JobPage page;
@@ -473,6 +537,41 @@ absl::Status Registry::SetReason(std::string_view id, std::string_view reason) {
   e.attempt = job.attempt;
   GCL_RETURN_IF_ERROR(AppendEventLocked(e).status());
   return tx.Commit();
+}
+
+absl::StatusOr<int> Registry::SetQueuedReasons(
+    const std::vector<std::pair<std::string, std::string>>& id_reason) {
+  if (id_reason.empty()) return 0;
+  for (const auto& [id, reason] : id_reason) {
+    if (reason.empty()) {
+      return absl::InvalidArgumentError(
+          internal::Cat("a QUEUED job needs a reason (job ", id, ")"));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
+  const int64_t now = NowMs();
+  int changed = 0;
+  for (const auto& [id, reason] : id_reason) {
+    GCL_ASSIGN_OR_RETURN(Statement st,
+                         db_->Prepare("UPDATE jobs SET reason=?2, updated_ms=?3 WHERE id=?1 AND "
+                                      "state='QUEUED' AND reason<>?2 RETURNING attempt"));
+    st.Bind(1, id).Bind(2, reason).Bind(3, now);
+    GCL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) continue;  // not QUEUED any more, or unchanged
+    JobEvent e;
+    e.job_id = id;
+    e.at_ms = now;
+    e.kind = "reason";
+    e.from_state = e.to_state = std::string(ToString(JobState::kQueued));
+    e.reason = reason;
+    e.attempt = static_cast<int32_t>(st.ColumnInt64(0));
+    GCL_RETURN_IF_ERROR(st.Run());  // finish the statement before the next write
+    GCL_RETURN_IF_ERROR(AppendEventLocked(e).status());
+    ++changed;
+  }
+  GCL_RETURN_IF_ERROR(tx.Commit());
+  return changed;
 }
 
 absl::Status Registry::SetProgress(std::string_view id, int64_t step, int64_t total) {
@@ -632,12 +731,12 @@ absl::StatusOr<JobRecord> Registry::Requeue(std::string_view job_id, std::string
 }
 
 absl::StatusOr<std::vector<AttemptRecord>> Registry::ListAttempts(std::string_view job_id) {
-  absl::MutexLock lock(&mu_);
-  GCL_RETURN_IF_ERROR(GetJobLocked(job_id).status());
+  absl::MutexLock lock(&read_mu_);
+  GCL_RETURN_IF_ERROR(ReadJobById(*reader_, job_id).status());
   GCL_ASSIGN_OR_RETURN(
       Statement st,
-      db_->Prepare("SELECT job_id,attempt,worker_id,state,started_ms,ended_ms,exit_code,"
-                   "reason FROM attempts WHERE job_id=?1 ORDER BY attempt"));
+      reader_->Prepare("SELECT job_id,attempt,worker_id,state,started_ms,ended_ms,exit_code,"
+                       "reason FROM attempts WHERE job_id=?1 ORDER BY attempt"));
   st.Bind(1, job_id);
   GCL_ASSIGN_OR_RETURN(std::vector<AttemptRecord> out, CollectRows(st, [](const Statement& st) {
                          AttemptRecord a;
@@ -686,20 +785,65 @@ absl::StatusOr<std::vector<JobRecord>> Registry::ListQueued(int limit) {
   return out;
 }
 
+absl::StatusOr<std::vector<QueueEntry>> Registry::ListQueue() {
+  absl::MutexLock lock(&scan_mu_);
+  GCL_ASSIGN_OR_RETURN(Statement st,
+                       scanner_->Prepare("SELECT id,priority,submit_seq,devices,reason,kind FROM jobs "
+                                        "WHERE state='QUEUED' ORDER BY priority DESC, submit_seq"));
+  GCL_ASSIGN_OR_RETURN(std::vector<QueueEntry> out, CollectRows(st, [](const Statement& st) {
+                         QueueEntry q;
+                         q.id = st.ColumnText(0);
+                         q.priority = static_cast<int32_t>(st.ColumnInt64(1));
+                         q.submit_seq = st.ColumnInt64(2);
+                         q.devices = st.ColumnInt64(3);
+                         q.reason = st.ColumnText(4);
+                         q.kind = st.ColumnText(5);
+                         return q;
+                       }));
+  return out;
+}
+
 absl::StatusOr<int64_t> Registry::QueuePosition(std::string_view job_id) {
-  absl::MutexLock lock(&mu_);
-  GCL_ASSIGN_OR_RETURN(JobRecord job, GetJobLocked(job_id));
+  absl::MutexLock lock(&read_mu_);
+  GCL_ASSIGN_OR_RETURN(JobRecord job, ReadJobById(*reader_, job_id));
   if (job.state != JobState::kQueued) {
     return absl::FailedPreconditionError(
         internal::Cat("job ", job_id, " is ", ToString(job.state), ", not QUEUED"));
   }
-  GCL_ASSIGN_OR_RETURN(Statement st,
-                       db_->Prepare("SELECT COUNT(*) FROM jobs WHERE state='QUEUED' AND "
-                                    "(priority>?1 OR (priority=?1 AND submit_seq<?2))"));
+  // Two index ranges of jobs_by_queue (an OR of them would scan the queue).
+  GCL_ASSIGN_OR_RETURN(
+      Statement st,
+      reader_->Prepare("SELECT (SELECT COUNT(*) FROM jobs WHERE state='QUEUED' AND priority>?1) + "
+                       "(SELECT COUNT(*) FROM jobs WHERE state='QUEUED' AND priority=?1 AND "
+                       "submit_seq<?2)"));
   st.Bind(1, job.priority).Bind(2, job.submit_seq);
   GCL_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return absl::InternalError("COUNT returned no row");
   return st.ColumnInt64(0);
+}
+
+absl::StatusOr<std::vector<int64_t>> Registry::QueuePositions(const std::vector<JobRecord>& jobs) {
+  std::vector<int64_t> out(jobs.size(), -1);
+  std::map<std::pair<int64_t, int64_t>, size_t> wanted;  // (priority, submit_seq) -> index
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (jobs[i].state == JobState::kQueued) wanted[{jobs[i].priority, jobs[i].submit_seq}] = i;
+  }
+  if (wanted.empty()) return out;
+  absl::MutexLock lock(&read_mu_);
+  // Covering scan of jobs_by_queue in queue order, stopped at the last one wanted.
+  GCL_ASSIGN_OR_RETURN(Statement st,
+                       reader_->Prepare("SELECT priority,submit_seq FROM jobs WHERE state='QUEUED' "
+                                        "ORDER BY priority DESC, submit_seq"));
+  size_t found = 0;
+  for (int64_t ahead = 0; found < wanted.size(); ++ahead) {
+    GCL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    auto it = wanted.find({st.ColumnInt64(0), st.ColumnInt64(1)});
+    if (it == wanted.end()) continue;
+    out[it->second] = ahead;
+    ++found;
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<JobRecord>> Registry::RecoverActive() {
@@ -708,6 +852,39 @@ absl::StatusOr<std::vector<JobRecord>> Registry::RecoverActive() {
       internal::Cat("SELECT ", kJobCols,
                     " FROM jobs WHERE state IN "
                     "('QUEUED','SCHEDULED','RUNNING','CANCELLING') ORDER BY submit_seq"));
+}
+
+absl::StatusOr<std::vector<OpenAttempt>> Registry::OpenAttemptsOn(std::string_view worker_id) {
+  absl::MutexLock lock(&read_mu_);
+  GCL_ASSIGN_OR_RETURN(
+      Statement st,
+      reader_->Prepare("SELECT j.id,j.state,j.attempt,j.devices FROM attempts a JOIN jobs j ON "
+                       "j.id=a.job_id AND j.attempt=a.attempt WHERE a.worker_id=?1 AND "
+                       "a.state='RUNNING' AND j.state IN ('RUNNING','CANCELLING') "
+                       "ORDER BY j.submit_seq"));
+  st.Bind(1, worker_id);
+  GCL_ASSIGN_OR_RETURN(std::vector<OpenAttempt> out, CollectRows(st, [](const Statement& st) {
+                         OpenAttempt a;
+                         a.job_id = st.ColumnText(0);
+                         a.state = ParseJobState(st.ColumnText(1)).value_or(JobState::kRunning);
+                         a.attempt = static_cast<int32_t>(st.ColumnInt64(2));
+                         a.devices = st.ColumnInt64(3);
+                         return a;
+                       }));
+  return out;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> Registry::DevicesInUse() {
+  absl::MutexLock lock(&scan_mu_);
+  GCL_ASSIGN_OR_RETURN(
+      Statement st,
+      scanner_->Prepare("SELECT a.worker_id, SUM(j.devices) FROM jobs j JOIN attempts a ON "
+                       "a.job_id=j.id AND a.attempt=j.attempt WHERE j.state IN "
+                       "('RUNNING','CANCELLING') GROUP BY a.worker_id"));
+  GCL_ASSIGN_OR_RETURN(auto out, CollectRows(st, [](const Statement& st) {
+                         return std::make_pair(st.ColumnText(0), st.ColumnInt64(1));
+                       }));
+  return out;
 }
 
 // ---------------------------------------------------------------- workers
@@ -768,10 +945,24 @@ absl::Status Registry::TouchWorker(std::string_view worker_id, int64_t lease_exp
       internal::Cat("worker ", worker_id, " is LOST; re-register"));
 }
 
-absl::StatusOr<WorkerRecord> Registry::GetWorker(std::string_view worker_id) {
+absl::Status Registry::RenewLeases(const std::vector<LeaseRenewal>& renewals) {
+  if (renewals.empty()) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
-  GCL_ASSIGN_OR_RETURN(Statement st, db_->Prepare(internal::Cat("SELECT ", kWorkerCols,
-                                                                " FROM workers WHERE id=?1")));
+  GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
+  for (const LeaseRenewal& r : renewals) {
+    GCL_ASSIGN_OR_RETURN(Statement st,
+                         db_->Prepare("UPDATE workers SET last_seen_ms=?2, lease_expiry_ms=?3 "
+                                      "WHERE id=?1 AND state='ALIVE'"));
+    st.Bind(1, r.worker_id).Bind(2, r.last_seen_ms).Bind(3, r.lease_expiry_ms);
+    GCL_RETURN_IF_ERROR(st.Run());
+  }
+  return tx.Commit();
+}
+
+absl::StatusOr<WorkerRecord> Registry::GetWorker(std::string_view worker_id) {
+  absl::MutexLock lock(&read_mu_);
+  GCL_ASSIGN_OR_RETURN(Statement st, reader_->Prepare(internal::Cat("SELECT ", kWorkerCols,
+                                                                    " FROM workers WHERE id=?1")));
   st.Bind(1, worker_id);
   GCL_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return NotFound("worker", worker_id);
@@ -779,9 +970,9 @@ absl::StatusOr<WorkerRecord> Registry::GetWorker(std::string_view worker_id) {
 }
 
 absl::StatusOr<std::vector<WorkerRecord>> Registry::ListWorkers() {
-  absl::MutexLock lock(&mu_);
-  GCL_ASSIGN_OR_RETURN(Statement st, db_->Prepare(internal::Cat("SELECT ", kWorkerCols,
-                                                                " FROM workers ORDER BY id")));
+  absl::MutexLock lock(&scan_mu_);
+  GCL_ASSIGN_OR_RETURN(Statement st, scanner_->Prepare(internal::Cat("SELECT ", kWorkerCols,
+                                                                    " FROM workers ORDER BY id")));
   GCL_ASSIGN_OR_RETURN(std::vector<WorkerRecord> out, CollectRows(st, ReadWorker));
   return out;
 }
@@ -912,12 +1103,12 @@ absl::StatusOr<std::vector<CheckpointRecord>> Registry::ListCheckpoints(std::str
 }
 
 absl::StatusOr<CheckpointRecord> Registry::NewestCheckpoint(std::string_view job_id) {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&read_mu_);
   GCL_ASSIGN_OR_RETURN(
       Statement st,
-      db_->Prepare(internal::Cat("SELECT ", kCkptCols,
-                                 " FROM checkpoints WHERE job_id=?1 "
-                                 "AND state='COMPLETED' ORDER BY step DESC, id DESC LIMIT 1")));
+      reader_->Prepare(internal::Cat("SELECT ", kCkptCols,
+                                     " FROM checkpoints WHERE job_id=?1 "
+                                     "AND state='COMPLETED' ORDER BY step DESC, id DESC LIMIT 1")));
   st.Bind(1, job_id);
   GCL_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row)

@@ -13,9 +13,14 @@
 // rejected call writes nothing. Every value reaches SQL through bound
 // parameters. Times are integer UTC milliseconds.
 //
-// Thread-safe: one connection per Registry guarded by a mutex. Several
-// Registry handles (threads or processes) may share a file; writers wait on
-// each other up to busy_timeout_ms.
+// Thread-safe: one write connection per Registry guarded by a mutex, a
+// second connection for the hot reads (GetJob, ListJobs, positions, open
+// attempts, events) and a third for the scheduler's whole-queue scans
+// (ListQueue, DevicesInUse, ListWorkers), so reads never wait behind a
+// commit's fsync nor behind a scan (WAL: a read sees every transaction
+// committed before it started). Several Registry handles
+// (threads or processes) may share a file; writers wait on each other up to
+// busy_timeout_ms.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +30,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -44,6 +50,11 @@ struct RegistryOptions {
   std::function<int64_t()> now_ms;
   // Seeds the job-id generator; 0 = from std::random_device.
   uint64_t id_seed = 0;
+  // true: SQLite checkpoints the WAL inside a commit now and then (a commit
+  // that also writes and fsyncs the database file: a latency spike). false:
+  // commits never checkpoint; the owner calls CheckpointWal() periodically
+  // (the coordinator does, from its ticker).
+  bool wal_autocheckpoint = true;
 };
 
 struct NewJob {
@@ -77,6 +88,7 @@ struct JobRecord {
   int64_t created_ms = 0, updated_ms = 0, queued_ms = 0;  // queued_ms: last entry into QUEUED
   std::string parent_id;
   int64_t progress_step = 0, progress_total = 0;
+  std::string worker_id;  // worker of the current attempt; "" when attempt == 0 (read only)
 };
 
 struct JobFilter {
@@ -115,6 +127,30 @@ struct AttemptRecord {
   std::optional<int64_t> ended_ms;
   std::optional<int32_t> exit_code;
   std::string reason;
+};
+
+// A QUEUED job as the scheduler needs it (no spec), in scheduling order.
+struct QueueEntry {
+  std::string id;
+  std::string kind;
+  int32_t priority = 0;
+  int64_t submit_seq = 0;
+  int64_t devices = 1;
+  std::string reason;
+};
+
+// A job whose current attempt is open (RUNNING or CANCELLING) on a worker.
+struct OpenAttempt {
+  std::string job_id;
+  JobState state = JobState::kRunning;
+  int32_t attempt = 0;
+  int64_t devices = 0;
+};
+
+struct LeaseRenewal {
+  std::string worker_id;
+  int64_t last_seen_ms = 0;
+  int64_t lease_expiry_ms = 0;
 };
 
 struct AttemptOutcome {
@@ -203,6 +239,12 @@ class Registry {
   absl::StatusOr<JobRecord> CreateJob(const NewJob& job);
   // All or none, in one transaction (experiment expansion, bulk loads).
   absl::StatusOr<std::vector<JobRecord>> CreateJobs(const std::vector<NewJob>& jobs);
+  // Each job on its own (a SAVEPOINT per job: one that fails validation or
+  // insertion leaves no trace and fails alone), all in ONE transaction and
+  // one fsync (group commit). The outer status is the transaction's: when
+  // it is not OK nothing was written and every job failed with it.
+  absl::StatusOr<std::vector<absl::StatusOr<JobRecord>>> CreateJobsIndependently(
+      const std::vector<NewJob>& jobs);
   absl::StatusOr<JobRecord> GetJob(std::string_view id);  // kNotFound
   // kInvalidArgument for a malformed page_token.
   absl::StatusOr<JobPage> ListJobs(const JobFilter& filter);
@@ -219,6 +261,11 @@ class Registry {
   // Updates the reason of a non-terminal job (e.g. "needs 4 devices; largest
   // worker has 2"); appends a "reason" event only when it changed.
   absl::Status SetReason(std::string_view id, std::string_view reason);
+  // SetReason for many jobs in one transaction, for jobs still QUEUED only
+  // (others, e.g. cancelled since the caller read them, are skipped); a
+  // "reason" event only where the text changed. Returns how many changed.
+  absl::StatusOr<int> SetQueuedReasons(
+      const std::vector<std::pair<std::string, std::string>>& id_reason);
   // Progress columns (no event: progress flows to WatchJob through the
   // coordinator's memory; the registry keeps the latest for GetJob).
   absl::Status SetProgress(std::string_view id, int64_t step, int64_t total);
@@ -253,12 +300,23 @@ class Registry {
   // Queued jobs in scheduling order (priority DESC, then FIFO by submission:
   // a requeued job keeps its place). limit <= 0: all.
   absl::StatusOr<std::vector<JobRecord>> ListQueued(int limit = 0);
+  // The same order without specs (id, priority, submit_seq, devices, reason).
+  absl::StatusOr<std::vector<QueueEntry>> ListQueue();
   // jobs_ahead of a QUEUED job in that order (0 = next); kFailedPrecondition
-  // when the job is not QUEUED.
+  // when the job is not QUEUED. Cost: O(jobs ahead) index entries.
   absl::StatusOr<int64_t> QueuePosition(std::string_view job_id);
+  // jobs_ahead for each record that is QUEUED (by its priority and
+  // submit_seq), -1 for the others and for jobs no longer QUEUED. One index
+  // scan up to the last of them (ListJobs pages).
+  absl::StatusOr<std::vector<int64_t>> QueuePositions(const std::vector<JobRecord>& jobs);
   // Every non-terminal job (QUEUED, SCHEDULED, RUNNING, CANCELLING), oldest
   // first: what a restarted coordinator must re-adopt or re-schedule.
   absl::StatusOr<std::vector<JobRecord>> RecoverActive();
+  // RUNNING/CANCELLING jobs whose current (open) attempt is on worker_id, by
+  // submit_seq. One indexed query (attempts_by_worker).
+  absl::StatusOr<std::vector<OpenAttempt>> OpenAttemptsOn(std::string_view worker_id);
+  // Devices held per worker by RUNNING/CANCELLING jobs' open attempts.
+  absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> DevicesInUse();
 
   // ---- events ----
   // Events of job_id with seq > after_seq in seq order, at most `limit`
@@ -273,6 +331,10 @@ class Registry {
   // Renews the lease (last_seen = now); kNotFound for unknown workers,
   // kFailedPrecondition for a LOST one (it must re-register).
   absl::Status TouchWorker(std::string_view worker_id, int64_t lease_expiry_ms);
+  // TouchWorker for many workers in one transaction (a coordinator that keeps
+  // leases in memory writes them back in batches); LOST or unknown workers
+  // are skipped.
+  absl::Status RenewLeases(const std::vector<LeaseRenewal>& renewals);
   absl::StatusOr<WorkerRecord> GetWorker(std::string_view worker_id);
   absl::StatusOr<std::vector<WorkerRecord>> ListWorkers();
   // Marks the worker LOST and, in the same transaction, requeues every job
@@ -314,10 +376,16 @@ class Registry {
                                 std::string_view labels_json, double value);
   absl::StatusOr<std::vector<MetricSummary>> ListMetricSummaries(std::string_view job_id);
 
+  // Copies the WAL into the database file (PASSIVE: never waits for, nor
+  // blocks, readers and writers), on a connection of its own. Needed
+  // periodically when wal_autocheckpoint is false; harmless otherwise.
+  absl::Status CheckpointWal();
+
   int64_t NowMs() const;
 
  private:
-  Registry(std::unique_ptr<Db> db, RegistryOptions options);
+  Registry(std::unique_ptr<Db> db, std::unique_ptr<Db> reader, std::unique_ptr<Db> scanner,
+           std::unique_ptr<Db> checkpointer, RegistryOptions options);
   std::string NewJobIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<JobRecord> CreateJobLocked(const NewJob& job, int64_t now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -337,6 +405,12 @@ class Registry {
 
   absl::Mutex mu_;
   std::unique_ptr<Db> db_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex read_mu_;
+  std::unique_ptr<Db> reader_ ABSL_GUARDED_BY(read_mu_);
+  absl::Mutex scan_mu_;
+  std::unique_ptr<Db> scanner_ ABSL_GUARDED_BY(scan_mu_);
+  absl::Mutex checkpoint_mu_;
+  std::unique_ptr<Db> checkpointer_ ABSL_GUARDED_BY(checkpoint_mu_);
   RegistryOptions options_;
   std::mt19937_64 id_rng_ ABSL_GUARDED_BY(mu_);
 };

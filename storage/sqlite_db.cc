@@ -207,6 +207,12 @@ absl::StatusOr<std::string> Db::QueryText(std::string_view sql) {
   return st->ColumnText(0);
 }
 
+absl::Status Db::CheckpointPassive() {
+  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  if ((rc & 0xff) == SQLITE_BUSY) return absl::OkStatus();
+  return SqliteStatus(db_, rc, "wal_checkpoint(PASSIVE)");
+}
+
 int64_t Db::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }
 int Db::Changes() const { return sqlite3_changes(db_); }
 bool Db::InTransaction() const { return sqlite3_get_autocommit(db_) == 0; }

@@ -102,6 +102,11 @@ class Db {
   absl::StatusOr<int64_t> QueryInt64(std::string_view sql);
   absl::StatusOr<std::string> QueryText(std::string_view sql);
 
+  // PRAGMA wal_checkpoint(PASSIVE) through the C API: copies what it can of
+  // the WAL into the database file without waiting for readers or writers.
+  // Another checkpoint in progress is not an error.
+  absl::Status CheckpointPassive();
+
   int64_t LastInsertRowId() const;
   int Changes() const;  // rows changed by the last statement
   bool InTransaction() const;

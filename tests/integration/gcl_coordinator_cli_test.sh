@@ -13,6 +13,9 @@ fail() { echo "FAIL: $*" >&2; [ -f coord.log ] && cat coord.log >&2; exit 1; }
 export HOME="$WORK"  # no user config leaks in
 
 start() {
+  # Truncate here, not in the background child's redirect: otherwise a restart's
+  # first grep can still see the previous run's "listening on" line.
+  : > coord.log
   "$COORD" --listen 127.0.0.1:0 --db reg.db --artifacts art > coord.log 2>&1 &
   PID=$!
   for _ in $(seq 100); do grep -q "^listening on " coord.log && break; sleep 0.1; done

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -398,6 +399,131 @@ TEST_F(CoordinatorTest, GclctlSubmitListGetCancel) {
   EXPECT_THAT(out, HasSubstr("QUEUED -> CANCELLED"));
   EXPECT_EQ(run({"frobnicate"}, &out, &err), 2);
   EXPECT_EQ(run({"get"}, &out, &err), 2);
+}
+
+std::string NamedSpec(const std::string& name, int priority = 0) {
+  return "name: " + name + "\nkind: pretrain\ndataset: {format: synthetic, image_size: 32}\n" +
+         "train: {steps: 10, batch: 16}\npriority: " + std::to_string(priority) + "\n";
+}
+
+TEST_F(CoordinatorTest, ConcurrentSubmitsEachGetTheirOwnJobAndABadOneFailsAlone) {
+  constexpr int kThreads = 12, kEach = 5;
+  std::vector<std::vector<gcl::v1::SubmitJobResponse>> got(kThreads);
+  std::vector<grpc::Status> bad(kEach);
+  std::vector<std::thread> threads;
+  for (int t = 0; t <= kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto stub = gcl::v1::JobService::NewStub(
+          grpc::CreateChannel(coordinator_->address(), grpc::InsecureChannelCredentials()));
+      for (int i = 0; i < kEach; ++i) {
+        grpc::ClientContext ctx;
+        gcl::v1::SubmitJobRequest req;
+        gcl::v1::SubmitJobResponse resp;
+        if (t == kThreads) {  // interleaved invalid specs
+          req.set_spec_yaml(kUnknownKeySpec);
+          bad[i] = stub->SubmitJob(&ctx, req, &resp);
+          continue;
+        }
+        req.set_spec_yaml(NamedSpec("c" + std::to_string(t) + "-" + std::to_string(i)));
+        grpc::Status s = stub->SubmitJob(&ctx, req, &resp);
+        EXPECT_TRUE(s.ok()) << s.error_message();
+        got[t].push_back(resp);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const grpc::Status& s : bad) {
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("method.pool_kk: unknown key"));
+  }
+  std::set<std::string> ids;
+  std::set<int64_t> positions;
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_EQ(got[t].size(), static_cast<size_t>(kEach));
+    for (int i = 0; i < kEach; ++i) {
+      const gcl::v1::Job& job = got[t][i].job();
+      EXPECT_EQ(job.name(), "c" + std::to_string(t) + "-" + std::to_string(i));
+      EXPECT_EQ(job.state(), gcl::v1::JOB_STATE_QUEUED);
+      EXPECT_EQ(job.reason(), "waiting for a worker (none registered)");
+      EXPECT_EQ(MustGet(job.id()).name(), job.name());  // stored as returned
+      ids.insert(job.id());
+      positions.insert(job.queue_position());
+    }
+  }
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kThreads * kEach));
+  // Nothing leaves the queue, so the positions are exactly 1..N.
+  ASSERT_EQ(positions.size(), ids.size());
+  EXPECT_EQ(*positions.begin(), 1);
+  EXPECT_EQ(*positions.rbegin(), kThreads * kEach);
+  storage::JobFilter all;
+  all.page_size = 1000;
+  GCL_ASSERT_OK_AND_ASSIGN(storage::JobPage page, coordinator_->registry().ListJobs(all));
+  EXPECT_EQ(page.jobs.size(), ids.size());  // the invalid ones stored nothing
+  GCL_ASSERT_OK_AND_ASSIGN(auto queued, coordinator_->registry().ListQueue());
+  EXPECT_EQ(queued.size(), ids.size());
+}
+
+// A submit's reason comes from the last plan's leftover capacity; the
+// debounced pass corrects it when priorities reorder the queue.
+TEST_F(CoordinatorTest, DebouncedPassMakesReasonsRightEventually) {
+  ASSERT_TRUE(Register("w1", 1).ok());
+  gcl::v1::Job low = Submit(NamedSpec("low", 0));
+  EXPECT_EQ(low.reason(), "placed on worker w1; starting at its next heartbeat");
+  gcl::v1::Job high = Submit(NamedSpec("high", 5));
+  // The cheap reason: w1's device is claimed by `low` in the leftover view.
+  EXPECT_EQ(high.reason(), "waiting for 1 free device (most free on one worker: 0)");
+  EXPECT_EQ(high.queue_position(), 1);  // positions are exact at once
+  EXPECT_EQ(MustGet(low.id()).queue_position(), 2);
+  gcl::v1::Job high_now, low_now;
+  for (int i = 0; i < 200; ++i) {  // up to 10 s
+    high_now = MustGet(high.id());
+    low_now = MustGet(low.id());
+    if (high_now.reason() != high.reason()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(high_now.reason(), "placed on worker w1; starting at its next heartbeat");
+  EXPECT_EQ(low_now.reason(), "waiting for 1 free device (most free on one worker: 0)");
+  gcl::v1::HeartbeatResponse hb;
+  ASSERT_TRUE(Heartbeat("w1", &hb).ok());
+  ASSERT_EQ(hb.assignments_size(), 1);
+  EXPECT_EQ(hb.assignments(0).job_id(), high.id());
+}
+
+TEST_F(CoordinatorTest, QuietHeartbeatsRunNoPassAndLeasesReachTheDatabase) {
+  ASSERT_TRUE(Register("w1", 1).ok());
+  gcl::v1::Job job = Submit(kValidSpec);
+  // The debounced pass places it; a heartbeat after that starts it.
+  gcl::v1::HeartbeatResponse hb;
+  for (int i = 0; i < 200 && hb.assignments_size() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_TRUE(Heartbeat("w1", &hb).ok());
+  }
+  ASSERT_EQ(hb.assignments_size(), 1);
+  EXPECT_EQ(hb.assignments(0).job_id(), job.id());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // any pending pass runs
+  const int64_t passes = coordinator_->plane().passes();
+  GCL_ASSERT_OK_AND_ASSIGN(storage::WorkerRecord before, coordinator_->registry().GetWorker("w1"));
+  for (int i = 0; i < 20; ++i) {
+    gcl::v1::HeartbeatResponse quiet;
+    ASSERT_TRUE(Heartbeat("w1", &quiet, {job.id()}).ok());
+    EXPECT_EQ(quiet.assignments_size(), 0);
+    EXPECT_EQ(quiet.cancel_job_ids_size(), 0);
+    EXPECT_GE(quiet.lease_expiry_ms(), before.lease_expiry_ms);
+  }
+  EXPECT_EQ(coordinator_->plane().passes(), passes);
+  // Renewed in memory; the sweeper writes the lease back.
+  storage::WorkerRecord after = before;
+  for (int i = 0; i < 100 && after.last_seen_ms == before.last_seen_ms; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    GCL_ASSERT_OK_AND_ASSIGN(after, coordinator_->registry().GetWorker("w1"));
+  }
+  EXPECT_GT(after.last_seen_ms, before.last_seen_ms);
+  EXPECT_GT(after.lease_expiry_ms, before.lease_expiry_ms);
+  // Unknown workers are still told to register.
+  gcl::v1::HeartbeatResponse unknown;
+  grpc::Status s = Heartbeat("w-unknown", &unknown);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(s.error_message(), HasSubstr("w-unknown"));
 }
 
 TEST(GclctlTest, UnreachableCoordinatorMessage) {

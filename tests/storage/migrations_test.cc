@@ -97,6 +97,55 @@ TEST(MigrationsTest, V1FileWithDataMigratesToHead) {
   EXPECT_EQ(v, HeadVersion());
 }
 
+bool IndexExists(Db& db, const std::string& name) {
+  auto st = db.Prepare("SELECT COUNT(*) FROM sqlite_master WHERE type='index' AND name=?1");
+  EXPECT_TRUE(st.ok());
+  st->Bind(1, name);
+  auto row = st->Step();
+  return row.ok() && *row && st->ColumnInt64(0) == 1;
+}
+
+TEST(MigrationsTest, V2FileWithJobsGetsTheV3StateIndex) {
+  gcl::testing::TempDir dir;
+  const std::string path = (dir.path() / "r.db").string();
+  {
+    GCL_ASSERT_OK_AND_ASSIGN(auto db, Db::Open(path));
+    ASSERT_THAT(Migrate(*db, 2), IsOk());
+    EXPECT_FALSE(IndexExists(*db, "jobs_by_state_created"));
+    for (int i = 1; i <= 3; ++i) {
+      const std::string n = std::to_string(i);
+      ASSERT_THAT(db->Exec("INSERT INTO jobs(id,name,kind,spec_blob,state,reason,submit_seq,"
+                           "created_ms,updated_ms,queued_ms) VALUES('j-00000000000" +
+                           n + "','v2job','pretrain',x'01','" + (i == 2 ? "SUCCEEDED" : "QUEUED") +
+                           "','r'," + n + "," + n + "0," + n + "0," + n + "0)"),
+                  IsOk());
+    }
+  }
+  GCL_ASSERT_OK_AND_ASSIGN(auto reg, Registry::Open(path));
+  JobFilter queued;
+  queued.states = {JobState::kQueued};
+  GCL_ASSERT_OK_AND_ASSIGN(JobPage page, reg->ListJobs(queued));
+  ASSERT_EQ(page.jobs.size(), 2u);
+  EXPECT_EQ(page.jobs[0].id, "j-000000000003");  // newest first
+  EXPECT_EQ(page.jobs[1].id, "j-000000000001");
+  GCL_ASSERT_OK_AND_ASSIGN(auto db, Db::Open(path));
+  GCL_ASSERT_OK_AND_ASSIGN(int v, SchemaVersion(*db));
+  EXPECT_EQ(v, 3);
+  EXPECT_TRUE(IndexExists(*db, "jobs_by_state_created"));
+  // The state filter is answered from the new index, newest first, not by a sort.
+  GCL_ASSERT_OK_AND_ASSIGN(
+      Statement plan, db->Prepare("EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE state='QUEUED' "
+                                  "ORDER BY created_ms DESC, id DESC LIMIT 51"));
+  std::string details;
+  while (true) {
+    GCL_ASSERT_OK_AND_ASSIGN(bool row, plan.Step());
+    if (!row) break;
+    details += plan.ColumnText(3) + "\n";
+  }
+  EXPECT_THAT(details, ::testing::HasSubstr("jobs_by_state_created"));
+  EXPECT_THAT(details, ::testing::Not(::testing::HasSubstr("TEMP B-TREE")));
+}
+
 TEST(MigrationsTest, NewerDatabaseIsRefused) {
   gcl::testing::TempDir dir;
   const std::string path = (dir.path() / "r.db").string();

@@ -1,5 +1,6 @@
 #include "storage/registry.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <set>
@@ -328,6 +329,148 @@ TEST_F(RegistryTest, WorkersLeaseAndLost) {
   ASSERT_EQ(workers.size(), 1u);
   EXPECT_EQ(workers[0].state, WorkerState::kAlive);
   EXPECT_EQ(workers[0].registered_ms, 1000);
+}
+
+TEST_F(RegistryTest, ControlPlaneQueriesOpenAttemptsDevicesAndWorkerOfJob) {
+  NewJob two = Job("two");
+  two.devices = 2;
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord a, reg_->CreateJob(two));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord b, reg_->CreateJob(Job("b")));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord c, reg_->CreateJob(Job("c")));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord d, reg_->CreateJob(Job("d")));
+  EXPECT_EQ(a.worker_id, "");
+  ASSERT_THAT(reg_->StartAttempt(a.id, "w1"), IsOk());
+  ASSERT_THAT(reg_->StartAttempt(b.id, "w1"), IsOk());
+  ASSERT_THAT(reg_->StartAttempt(c.id, "w2"), IsOk());
+  ASSERT_THAT(reg_->StartAttempt(d.id, "w1"), IsOk());
+  ASSERT_THAT(reg_->Transition(b.id, JobState::kCancelling, "user", 1), IsOk());
+  ASSERT_THAT(reg_->FinishAttempt(d.id, 1, {AttemptState::kSucceeded, 0, "ok"}), IsOk());
+
+  GCL_ASSERT_OK_AND_ASSIGN(auto open, reg_->OpenAttemptsOn("w1"));
+  ASSERT_EQ(open.size(), 2u);  // d finished: not open
+  EXPECT_EQ(open[0].job_id, a.id);
+  EXPECT_EQ(open[0].state, JobState::kRunning);
+  EXPECT_EQ(open[0].devices, 2);
+  EXPECT_EQ(open[1].job_id, b.id);
+  EXPECT_EQ(open[1].state, JobState::kCancelling);
+  GCL_ASSERT_OK_AND_ASSIGN(auto none, reg_->OpenAttemptsOn("w9"));
+  EXPECT_TRUE(none.empty());
+  GCL_ASSERT_OK_AND_ASSIGN(auto in_use, reg_->DevicesInUse());
+  EXPECT_THAT(in_use, ElementsAre(std::make_pair(std::string("w1"), int64_t{3}),
+                                  std::make_pair(std::string("w2"), int64_t{1})));
+  // The worker of the current attempt comes with the record, also after it ended.
+  EXPECT_EQ(reg_->GetJob(c.id)->worker_id, "w2");
+  EXPECT_EQ(reg_->GetJob(d.id)->worker_id, "w1");
+  // A requeued job's next attempt moves it.
+  ASSERT_THAT(reg_->Requeue(c.id, "w2 lost"), IsOk());
+  ASSERT_THAT(reg_->StartAttempt(c.id, "w3"), IsOk());
+  EXPECT_EQ(reg_->GetJob(c.id)->worker_id, "w3");
+  JobFilter running;
+  running.states = {JobState::kRunning};
+  GCL_ASSERT_OK_AND_ASSIGN(JobPage page, reg_->ListJobs(running));
+  ASSERT_EQ(page.jobs.size(), 2u);
+  for (const JobRecord& j : page.jobs) EXPECT_EQ(j.worker_id, j.id == c.id ? "w3" : "w1");
+}
+
+TEST_F(RegistryTest, SetQueuedReasonsWritesOnlyChangesOfQueuedJobs) {
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord a, reg_->CreateJob(Job("a")));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord b, reg_->CreateJob(Job("b")));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord c, reg_->CreateJob(Job("c")));
+  ASSERT_THAT(reg_->Transition(c.id, JobState::kCancelled, "user"), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(int changed, reg_->SetQueuedReasons({{a.id, "placed on worker w1"},
+                                                                {b.id, a.reason},  // unchanged
+                                                                {c.id, "too late"},
+                                                                {"j-000000000000", "unknown"}}));
+  EXPECT_EQ(changed, 1);
+  EXPECT_EQ(reg_->GetJob(a.id)->reason, "placed on worker w1");
+  EXPECT_EQ(reg_->GetJob(c.id)->reason, "user");
+  EXPECT_THAT(EventKinds(a.id), ElementsAre("submitted:QUEUED", "reason:QUEUED"));
+  EXPECT_THAT(EventKinds(b.id), ElementsAre("submitted:QUEUED"));
+  EXPECT_THAT(reg_->SetQueuedReasons({{a.id, ""}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "needs a reason"));
+}
+
+TEST_F(RegistryTest, QueueAndBatchedPositionsAgreeWithQueuePosition) {
+  std::vector<JobRecord> jobs;
+  for (int i = 0; i < 12; ++i) {
+    GCL_ASSERT_OK_AND_ASSIGN(JobRecord j, reg_->CreateJob(Job("q" + std::to_string(i), i % 3)));
+    jobs.push_back(j);
+  }
+  ASSERT_THAT(reg_->StartAttempt(jobs[4].id, "w1"), IsOk());
+  jobs[4].state = JobState::kRunning;
+  GCL_ASSERT_OK_AND_ASSIGN(auto queue, reg_->ListQueue());
+  ASSERT_EQ(queue.size(), 11u);
+  GCL_ASSERT_OK_AND_ASSIGN(auto full, reg_->ListQueued());
+  for (size_t i = 0; i < queue.size(); ++i) EXPECT_EQ(queue[i].id, full[i].id);
+  GCL_ASSERT_OK_AND_ASSIGN(std::vector<int64_t> ahead, reg_->QueuePositions(jobs));
+  ASSERT_EQ(ahead.size(), jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (i == 4) {
+      EXPECT_EQ(ahead[i], -1);
+      continue;
+    }
+    GCL_ASSERT_OK_AND_ASSIGN(int64_t one, reg_->QueuePosition(jobs[i].id));
+    EXPECT_EQ(ahead[i], one) << i;
+    EXPECT_EQ(queue[one].id, jobs[i].id);
+  }
+}
+
+TEST_F(RegistryTest, StateFiltersMergeNewestFirstAcrossStatesAndPage) {
+  std::vector<std::string> expected;  // newest first, of the QUEUED or FAILED ones
+  for (int i = 0; i < 20; ++i) {
+    clock_ = 1000 + i / 2;
+    GCL_ASSERT_OK_AND_ASSIGN(JobRecord j, reg_->CreateJob(Job("m" + std::to_string(i), 0, 1)));
+    if (i % 3 == 1) {
+      ASSERT_THAT(reg_->StartAttempt(j.id, "w"), IsOk());  // stays RUNNING
+    } else if (i % 3 == 2) {
+      ASSERT_THAT(reg_->StartAttempt(j.id, "w"), IsOk());
+      ASSERT_THAT(reg_->FinishAttempt(j.id, 1, {AttemptState::kFailed, 1, "boom"}), IsOk());
+      expected.push_back(j.id);
+    } else {
+      expected.push_back(j.id);
+    }
+  }
+  std::vector<std::pair<int64_t, std::string>> order;
+  for (const std::string& id : expected) order.push_back({reg_->GetJob(id)->created_ms, id});
+  std::sort(order.rbegin(), order.rend());
+  JobFilter f;
+  f.states = {JobState::kFailed, JobState::kQueued, JobState::kFailed};  // a repeat counts once
+  f.page_size = 4;
+  std::vector<std::string> seen;
+  while (true) {
+    GCL_ASSERT_OK_AND_ASSIGN(JobPage page, reg_->ListJobs(f));
+    ASSERT_LE(page.jobs.size(), 4u);
+    for (const JobRecord& j : page.jobs) seen.push_back(j.id);
+    if (page.next_page_token.empty()) break;
+    f.page_token = page.next_page_token;
+  }
+  ASSERT_EQ(seen.size(), order.size());
+  for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], order[i].second) << i;
+  f = {};
+  f.states = {JobState::kRunning};
+  f.owner = "nobody";
+  GCL_ASSERT_OK_AND_ASSIGN(JobPage none, reg_->ListJobs(f));
+  EXPECT_TRUE(none.jobs.empty());
+}
+
+TEST_F(RegistryTest, RenewLeasesInOneTransactionSkipsLostAndUnknown) {
+  WorkerRecord w;
+  w.devices = 1;
+  w.lease_expiry_ms = 2000;
+  for (const char* id : {"w1", "w2"}) {
+    w.id = id;
+    ASSERT_THAT(reg_->UpsertWorker(w), IsOk());
+  }
+  ASSERT_THAT(reg_->MarkWorkerLost("w2", "gone"), IsOk());
+  ASSERT_THAT(reg_->RenewLeases({{"w1", 5000, 9000}, {"w2", 5000, 9000}, {"w9", 5000, 9000}}),
+              IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(WorkerRecord w1, reg_->GetWorker("w1"));
+  EXPECT_EQ(w1.last_seen_ms, 5000);
+  EXPECT_EQ(w1.lease_expiry_ms, 9000);
+  GCL_ASSERT_OK_AND_ASSIGN(WorkerRecord w2, reg_->GetWorker("w2"));
+  EXPECT_EQ(w2.state, WorkerState::kLost);
+  EXPECT_EQ(w2.lease_expiry_ms, 2000);
+  EXPECT_THAT(reg_->GetWorker("w9"), StatusIs(absl::StatusCode::kNotFound, "w9"));
 }
 
 CheckpointRecord Ckpt(const std::string& job, int64_t step, std::optional<double> metric) {
