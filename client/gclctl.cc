@@ -1,30 +1,41 @@
 #include "client/gclctl.h"
 
 #include <chrono>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
 
-#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/channel.h"
+#include "client/format.h"
+#include "client/verbs.h"
 #include "gcl/v1/job.grpc.pb.h"
 
 namespace gcl::client {
 namespace {
 
-constexpr int kOk = 0, kServerError = 1, kUsage = 2;
+constexpr int kOk = kExitOk, kServerError = kExitFailed, kUsage = kExitUsage;
 constexpr char kUsageText[] =
     "usage: gclctl [--addr HOST:PORT] [--token T] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]\n"
     "              VERB [ARGS] [--output table|json]\n"
-    "verbs: submit FILE | list [--state S] | get ID | cancel ID [--reason TEXT] | watch ID | workers\n";
+    "verbs:\n"
+    "  submit FILE                      submit a job spec (YAML); prints the job id\n"
+    "  list [--state S]...              jobs, newest first\n"
+    "  get ID                           one job\n"
+    "  cancel ID [--reason TEXT]        cancel a job\n"
+    "  watch ID                         follow a job: states, progress, gradient conflicts\n"
+    "  logs ID [-f] [--attempt N]       the job's log lines; -f follows until it ends\n"
+    "  results [ID] [--per-class]       Dice table (mean \u00b1 std over repeats)\n"
+    "  checkpoints ID                   the job's checkpoints\n"
+    "  download CKPT -o FILE            fetch a checkpoint (resumes, verifies sha256)\n"
+    "  workers                          registered workers\n";
 
 struct Args {
   std::string verb;
@@ -32,40 +43,27 @@ struct Args {
   std::vector<std::string> states;
   std::string output = "table";
   std::string reason;
+  std::string dash_o;  // -o: the download's FILE, for other verbs the --output format
+  bool follow = false;
+  int attempt = 0;
+  bool per_class = false;
 };
-
-std::string StateName(gcl::v1::JobState s) {
-  std::string name = gcl::v1::JobState_Name(s);
-  return absl::StartsWith(name, "JOB_STATE_") ? name.substr(10) : name;
-}
 
 std::string KindName(const gcl::v1::Job& job) {
   std::string name = gcl::v1::Kind_Name(job.spec().kind());
   return absl::AsciiStrToLower(absl::StartsWith(name, "KIND_") ? name.substr(5) : name);
 }
 
-std::string Clock(int64_t ms) {
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
-  return buf;
-}
-
-std::string ToJson(const google::protobuf::Message& m) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  options.add_whitespace = true;
-  std::string json;
-  (void)google::protobuf::util::MessageToJsonString(m, &json, options);
-  return json;
-}
-
 std::unique_ptr<grpc::ClientContext> UnaryContext() {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   return ctx;
+}
+
+// No deadline: watches and downloads last as long as they need; keepalive
+// notices a dead coordinator.
+std::unique_ptr<grpc::ClientContext> StreamContext() {
+  return std::make_unique<grpc::ClientContext>();
 }
 
 void PrintJob(const gcl::v1::Job& job, std::ostream& out) {
@@ -82,33 +80,33 @@ void PrintJob(const gcl::v1::Job& job, std::ostream& out) {
   }
 }
 
-void PrintStateChange(const gcl::v1::JobEvent& e, std::ostream& out) {
-  const gcl::v1::StateChange& c = e.state();
-  out << Clock(e.time_ms()) << "  ";
-  if (c.from() == c.to()) {
-    out << StateName(c.to());
-  } else if (c.from() == gcl::v1::JOB_STATE_UNSPECIFIED) {
-    out << "submitted -> " << StateName(c.to());
-  } else {
-    out << StateName(c.from()) << " -> " << StateName(c.to());
-  }
-  if (c.attempt() > 0) out << " (attempt " << c.attempt() << ")";
-  if (!c.reason().empty()) out << ": " << c.reason();
-  out << "\n";
-}
-
 class Cli {
  public:
   // `channel` carries the credentials and the token (client/channel.h).
   Cli(const ClientConfig& config, const std::shared_ptr<grpc::Channel>& channel, std::ostream& out,
-      std::ostream& err)
-      : addr_(config.addr), tls_(!config.tls_ca.empty()), out_(out), err_(err) {
+      std::ostream& err, bool tty)
+      : addr_(config.addr), tls_(!config.tls_ca.empty()), out_(out), err_(err), tty_(tty) {
     stub_ = gcl::v1::JobService::NewStub(channel);
   }
 
   int Fail(const grpc::Status& s) {
     err_ << DescribeRpcError(s, addr_, tls_) << "\n";
     return kServerError;
+  }
+
+  // What the read verbs (verbs.h) need to make calls and print.
+  CallEnv Env(const Args& a) {
+    CallEnv env;
+    env.stub = stub_.get();
+    env.addr = addr_;
+    env.tls = tls_;
+    env.out = &out_;
+    env.err = &err_;
+    env.json = a.output == "json";
+    env.tty = tty_ && !env.json;
+    env.unary_context = UnaryContext;
+    env.stream_context = StreamContext;
+    return env;
   }
 
   int Submit(const std::string& file) {
@@ -173,7 +171,7 @@ class Cli {
     req.set_id(id);
     gcl::v1::Job job;
     grpc::Status s = stub_->GetJob(UnaryContext().get(), req, &job);
-    if (!s.ok()) return Fail(s);
+    if (!s.ok()) return FailForJob(Env(Args()), s, id);
     if (output == "json") {
       out_ << ToJson(job) << "\n";
     } else {
@@ -188,29 +186,9 @@ class Cli {
     req.set_reason(reason);
     gcl::v1::CancelJobResponse resp;
     grpc::Status s = stub_->CancelJob(UnaryContext().get(), req, &resp);
-    if (!s.ok()) return Fail(s);
+    if (!s.ok()) return FailForJob(Env(Args()), s, id);
     out_ << resp.job().id() << ": " << StateName(resp.job().state()) << "\n";
     return kOk;
-  }
-
-  int Watch(const std::string& id) {
-    gcl::v1::WatchJobRequest req;
-    req.set_id(id);
-    grpc::ClientContext ctx;  // no deadline: keepalive notices a dead server
-    auto reader = stub_->WatchJob(&ctx, req);
-    gcl::v1::JobEvent e;
-    while (reader->Read(&e)) {
-      if (e.has_state()) PrintStateChange(e, out_);
-    }
-    grpc::Status s = reader->Finish();
-    if (!s.ok()) return Fail(s);
-    gcl::v1::GetJobRequest get;
-    get.set_id(id);
-    gcl::v1::Job job;
-    s = stub_->GetJob(UnaryContext().get(), get, &job);
-    if (!s.ok()) return Fail(s);
-    out_ << job.id() << " ended " << StateName(job.state()) << "\n";
-    return job.state() == gcl::v1::JOB_STATE_SUCCEEDED ? kOk : kServerError;
   }
 
  private:
@@ -218,6 +196,7 @@ class Cli {
   bool tls_;
   std::ostream& out_;
   std::ostream& err_;
+  bool tty_;
   std::unique_ptr<gcl::v1::JobService::Stub> stub_;
 };
 
@@ -274,8 +253,8 @@ std::string DescribeRpcError(const grpc::Status& s, const std::string& addr, boo
   }
 }
 
-int RunGclctl(const std::vector<std::string>& argv, const ConfigSources& sources_in, std::ostream& out,
-              std::ostream& err) {
+int RunGclctl(const std::vector<std::string>& argv, const ConfigSources& sources_in,
+              std::ostream& out, std::ostream& err, bool out_is_tty) {
   ConfigSources sources = sources_in;
   Args a;
   for (size_t i = 0; i < argv.size(); ++i) {
@@ -301,9 +280,20 @@ int RunGclctl(const std::vector<std::string>& argv, const ConfigSources& sources
       }
     } else if (arg == "--tls-key") {
       if (!value(&sources.flag_tls_key)) return (err << "gclctl: --tls-key needs a file\n", kUsage);
-    } else if (arg == "--output" || arg == "-o") {
+    } else if (arg == "--output") {
       if (!value(&a.output) || (a.output != "json" && a.output != "table")) {
         return (err << "gclctl: --output must be table or json\n", kUsage);
+      }
+    } else if (arg == "-o") {
+      if (!value(&a.dash_o))
+        return (err << "gclctl: -o needs a value (download: the FILE to write)\n", kUsage);
+    } else if (arg == "-f" || arg == "--follow") {
+      a.follow = true;
+    } else if (arg == "--per-class") {
+      a.per_class = true;
+    } else if (arg == "--attempt") {
+      if (!value(&v) || !absl::SimpleAtoi(v, &a.attempt) || a.attempt < 1) {
+        return (err << "gclctl: --attempt needs an attempt number (1, 2, ...)\n", kUsage);
       }
     } else if (arg == "--state") {
       if (!value(&v)) return (err << "gclctl: --state needs a state\n", kUsage);
@@ -319,6 +309,12 @@ int RunGclctl(const std::vector<std::string>& argv, const ConfigSources& sources
     }
   }
   if (a.verb.empty()) return (err << kUsageText, kUsage);
+  if (!a.dash_o.empty() && a.verb != "download") {
+    // Elsewhere -o is short for --output.
+    if (a.dash_o != "json" && a.dash_o != "table")
+      return (err << "gclctl: -o must be table or json\n", kUsage);
+    a.output = a.dash_o;
+  }
   absl::StatusOr<ClientConfig> config = ResolveConfig(sources);
   if (!config.ok()) return (err << "gclctl: " << config.status().message() << "\n", kUsage);
 
@@ -333,16 +329,31 @@ int RunGclctl(const std::vector<std::string>& argv, const ConfigSources& sources
   ch.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = OpenChannel(*config, ch);
   if (!channel.ok()) return (err << "gclctl: " << channel.status().message() << "\n", kUsage);
-  Cli cli(*config, *channel, out, err);
+  Cli cli(*config, *channel, out, err, out_is_tty);
   if (a.verb == "submit") return need(1, "one FILE") ? cli.Submit(a.positional[0]) : kUsage;
   if (a.verb == "list") return need(0, "no arguments (filters: --state S)") ? cli.List(a) : kUsage;
   if (a.verb == "get") return need(1, "one job ID") ? cli.Get(a.positional[0], a.output) : kUsage;
   if (a.verb == "cancel") return need(1, "one job ID") ? cli.Cancel(a.positional[0], a.reason) : kUsage;
-  if (a.verb == "watch") return need(1, "one job ID") ? cli.Watch(a.positional[0]) : kUsage;
-  if (a.verb == "workers") {
-    err << "gclctl: workers: the coordinator's JobService has no ListWorkers call yet\n";
-    return kServerError;
+  const CallEnv env = cli.Env(a);
+  if (a.verb == "watch") return need(1, "one job ID") ? WatchVerb(env, a.positional[0]) : kUsage;
+  if (a.verb == "logs") {
+    return need(1, "one job ID (options: -f, --attempt N)")
+               ? LogsVerb(env, a.positional[0], a.attempt, a.follow)
+               : kUsage;
   }
+  if (a.verb == "results") {
+    if (a.positional.size() > 1) return (need(1, "at most one job ID"), kUsage);
+    return ResultsVerb(env, a.positional.empty() ? "" : a.positional[0], a.per_class);
+  }
+  if (a.verb == "checkpoints")
+    return need(1, "one job ID") ? CheckpointsVerb(env, a.positional[0]) : kUsage;
+  if (a.verb == "download") {
+    if (!need(1, "one checkpoint id and -o FILE")) return kUsage;
+    if (a.dash_o.empty())
+      return (err << "gclctl: download needs -o FILE (where to write the checkpoint)\n", kUsage);
+    return DownloadVerb(env, a.positional[0], a.dash_o);
+  }
+  if (a.verb == "workers") return need(0, "no arguments") ? WorkersVerb(env) : kUsage;
   err << "gclctl: unknown verb '" << a.verb << "'\n" << kUsageText;
   return kUsage;
 }

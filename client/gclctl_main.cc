@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -10,5 +12,6 @@ int main(int argc, char** argv) {
   // failed") would only repeat them. GRPC_VERBOSITY set by the user wins.
   setenv("GRPC_VERBOSITY", "NONE", /*overwrite=*/0);
   std::vector<std::string> args(argv + 1, argv + argc);
-  return gcl::client::RunGclctl(args, gcl::client::EnvSources(), std::cout, std::cerr);
+  return gcl::client::RunGclctl(args, gcl::client::EnvSources(), std::cout, std::cerr,
+                                isatty(STDOUT_FILENO) == 1);
 }

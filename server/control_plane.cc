@@ -17,7 +17,7 @@ using storage::JobState;
 
 ControlPlane::ControlPlane(storage::Registry* registry, storage::ArtifactStore* artifacts,
                            int64_t lease_ms)
-    : registry_(registry), artifacts_(artifacts), lease_ms_(lease_ms) {}
+    : registry_(registry), artifacts_(artifacts), graph_(registry), lease_ms_(lease_ms) {}
 
 absl::StatusOr<std::string> ControlPlane::WorkerOf(const JobRecord& record) {
   if (record.attempt <= 0) return std::string();
@@ -48,10 +48,19 @@ absl::StatusOr<std::vector<WorkerCapacity>> ControlPlane::CapacitiesLocked() {
 }
 
 absl::StatusOr<SchedulePlan> ControlPlane::RefreshQueueLocked() {
+  GCL_RETURN_IF_ERROR(graph_.Advance());
   GCL_ASSIGN_OR_RETURN(auto queued, registry_->ListQueued());
   std::vector<QueuedJob> jobs;
   jobs.reserve(queued.size());
-  for (const JobRecord& j : queued) jobs.push_back({j.id, j.priority, j.submit_seq, j.devices});
+  for (const JobRecord& j : queued) {
+    GCL_ASSIGN_OR_RETURN(std::optional<std::string> hold, graph_.HoldReason(j));
+    if (hold.has_value()) {
+      absl::Status s = registry_->SetReason(j.id, *hold);
+      if (!s.ok() && !absl::IsFailedPrecondition(s)) return s;  // failed by HoldReason: terminal
+      continue;
+    }
+    jobs.push_back({j.id, j.priority, j.submit_seq, j.devices});
+  }
   GCL_ASSIGN_OR_RETURN(auto capacities, CapacitiesLocked());
   SchedulePlan plan = Schedule(std::move(jobs), std::move(capacities));
   for (const Waiting& w : plan.waiting) GCL_RETURN_IF_ERROR(registry_->SetReason(w.job_id, w.reason));
@@ -80,25 +89,49 @@ absl::StatusOr<std::vector<gcl::v1::Assignment>> ControlPlane::AssignTo(const st
   std::vector<gcl::v1::Assignment> out;
   for (const Placement& p : plan.placements) {
     if (p.worker_id != worker_id) continue;
-    GCL_ASSIGN_OR_RETURN(int32_t attempt, registry_->StartAttempt(p.job_id, worker_id));
     GCL_ASSIGN_OR_RETURN(JobRecord job, registry_->GetJob(p.job_id));
-    gcl::v1::Assignment a;
-    a.set_job_id(job.id);
-    a.set_attempt(attempt);
-    a.mutable_spec()->ParseFromString(job.spec_blob);
-    for (int64_t d = 0; d < p.devices; ++d) a.add_device_ids(absl::StrCat("dev:", used + d));
+    absl::StatusOr<gcl::v1::Assignment> a = BuildAssignment(job);
+    if (!a.ok()) {
+      GCL_RETURN_IF_ERROR(registry_->Transition(job.id, JobState::kFailed, std::string(a.status().message())));
+      continue;
+    }
+    GCL_ASSIGN_OR_RETURN(int32_t attempt, registry_->StartAttempt(p.job_id, worker_id));
+    a->set_attempt(attempt);
+    for (int64_t d = 0; d < p.devices; ++d) a->add_device_ids(absl::StrCat("dev:", used + d));
     used += p.devices;
-    a.set_rank(0);
-    a.set_world_size(1);
-    auto ckpt = registry_->NewestCheckpoint(job.id);
-    if (ckpt.ok()) a.set_resume_checkpoint_id(storage::CheckpointId(ckpt->id));
-    out.push_back(std::move(a));
+    out.push_back(*std::move(a));
   }
   return out;
 }
 
+absl::StatusOr<gcl::v1::Assignment> ControlPlane::BuildAssignment(const JobRecord& job) {
+  gcl::v1::Assignment a;
+  a.set_job_id(job.id);
+  a.set_attempt(job.attempt);
+  a.mutable_spec()->ParseFromString(job.spec_blob);
+  if (absl::Status s = graph_.ResolveInit(a.mutable_spec()); !s.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot resolve init.job: ", s.message()));
+  }
+  a.set_rank(0);
+  a.set_world_size(1);
+  auto ckpt = registry_->NewestCheckpoint(job.id);
+  if (ckpt.ok()) a.set_resume_checkpoint_id(storage::CheckpointId(ckpt->id));
+  return a;
+}
+
+absl::StatusOr<gcl::v1::Assignment> ControlPlane::ResendAssignment(const std::string& job_id) {
+  GCL_ASSIGN_OR_RETURN(JobRecord job, registry_->GetJob(job_id));
+  if (job.state != JobState::kRunning) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is not running"));
+  }
+  GCL_ASSIGN_OR_RETURN(gcl::v1::Assignment a, BuildAssignment(job));
+  for (int64_t d = 0; d < job.devices; ++d) a.add_device_ids(absl::StrCat("dev:", d));
+  return a;
+}
+
 absl::StatusOr<std::vector<std::string>> ControlPlane::CancelsFor(const std::string& worker_id,
-                                                                  const std::vector<std::string>& running) {
+                                                                  const std::vector<std::string>& running,
+                                                                  std::vector<std::string>* missing) {
   std::vector<std::string> out;
   std::set<std::string> placed_here;
   GCL_ASSIGN_OR_RETURN(auto active, registry_->RecoverActive());
@@ -117,6 +150,11 @@ absl::StatusOr<std::vector<std::string>> ControlPlane::CancelsFor(const std::str
       out.push_back(id);  // requeued or finished meanwhile: a stale attempt
     }
   }
+  if (missing != nullptr) {
+    for (const std::string& id : placed_here) {
+      if (std::find(running.begin(), running.end(), id) == running.end()) missing->push_back(id);
+    }
+  }
   return out;
 }
 
@@ -128,6 +166,10 @@ absl::StatusOr<gcl::v1::Job> ControlPlane::Describe(const JobRecord& record) {
   }
   GCL_ASSIGN_OR_RETURN(std::string worker, WorkerOf(record));
   job.set_worker_id(worker);
+  if (record.kind == "experiment") {
+    GCL_ASSIGN_OR_RETURN(std::vector<JobRecord> children, graph_.Children(record.id));
+    for (const JobRecord& c : children) job.add_child_ids(c.id);
+  }
   return job;
 }
 

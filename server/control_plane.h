@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gcl/v1/job.pb.h"
 #include "gcl/v1/worker.pb.h"
+#include "server/job_graph.h"
 #include "server/scheduler.h"
 #include "storage/artifact_store.h"
 #include "storage/registry.h"
@@ -29,10 +30,12 @@ class ControlPlane {
 
   storage::Registry& registry() { return *registry_; }
   storage::ArtifactStore& artifacts() { return *artifacts_; }
+  JobGraph& graph() { return graph_; }
   int64_t lease_ms() const { return lease_ms_; }
 
-  // Runs the scheduler over the current queue and workers and writes every
-  // waiting job's reason (Registry::SetReason; an event only on change).
+  // Advances experiment jobs (JobGraph::Advance), then runs the scheduler
+  // over the queued jobs that wait for nothing (JobGraph::HoldReason) and the
+  // workers, and writes every waiting job's reason (Registry::SetReason; an event only on change).
   // Jobs placed on some worker get "placed on worker W; starting at its next
   // heartbeat" until that worker's heartbeat starts them.
   absl::StatusOr<SchedulePlan> RefreshQueue();
@@ -43,9 +46,15 @@ class ControlPlane {
   absl::StatusOr<std::vector<gcl::v1::Assignment>> AssignTo(const std::string& worker_id);
 
   // Jobs the worker must stop: its CANCELLING attempts and the jobs it
-  // reports running that the registry no longer places on it.
+  // reports running that the registry no longer places on it. `missing`
+  // (may be null) gets the attempts placed on it that it does not report
+  // (an assignment lost in transit, or dropped while the job's previous
+  // attempt was still ending): they are sent again (ResendAssignment).
   absl::StatusOr<std::vector<std::string>> CancelsFor(const std::string& worker_id,
-                                                      const std::vector<std::string>& running);
+                                                      const std::vector<std::string>& running,
+                                                      std::vector<std::string>* missing = nullptr);
+  // The assignment of the job's current RUNNING attempt, as first sent.
+  absl::StatusOr<gcl::v1::Assignment> ResendAssignment(const std::string& job_id);
 
   // The wire Job with queue_position (1-based, 0 unless QUEUED) and the
   // worker of its current attempt.
@@ -60,12 +69,16 @@ class ControlPlane {
   // ALIVE workers with free = devices - devices of active jobs on them.
   absl::StatusOr<std::vector<WorkerCapacity>> CapacitiesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<SchedulePlan> RefreshQueueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An assignment of `job` (spec with init resolved, resume checkpoint).
+  // kFailedPrecondition when its init job cannot be resolved.
+  absl::StatusOr<gcl::v1::Assignment> BuildAssignment(const storage::JobRecord& job);
   // Worker of the job's current attempt; "" when it has none.
   absl::StatusOr<std::string> WorkerOf(const storage::JobRecord& record);
 
   absl::Mutex mu_;
   storage::Registry* registry_;
   storage::ArtifactStore* artifacts_;
+  JobGraph graph_;
   int64_t lease_ms_;
 };
 

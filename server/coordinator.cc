@@ -69,7 +69,16 @@ Coordinator::~Coordinator() { Shutdown(); }
 
 absl::Status Coordinator::Start() {
   if (started_.exchange(true)) return absl::FailedPreconditionError("coordinator already started");
-  // Recovery: every job is in SQLite; reasons may quote workers that are gone.
+  // Recovery: every job is in SQLite. Workers could not renew their leases
+  // while the coordinator was down, so each ALIVE one gets a fresh lease
+  // rather than being declared LOST for our outage.
+  GCL_ASSIGN_OR_RETURN(auto workers, registry_->ListWorkers());
+  for (const storage::WorkerRecord& w : workers) {
+    if (w.state != storage::WorkerState::kAlive) continue;
+    GCL_RETURN_IF_ERROR(registry_->TouchWorker(
+        w.id, registry_->NowMs() + options_.lease_ms + options_.restart_grace_ms));
+  }
+  // Reasons may quote workers that are gone.
   GCL_RETURN_IF_ERROR(plane_->RefreshQueue().status());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -42,6 +42,7 @@ class Coordinator {
     std::string db_path;                   // SQLite file, created when absent (required)
     std::string artifacts_dir;             // checkpoints and logs; default: <db_path>.artifacts
     int64_t lease_ms = 30000;              // worker lease; heartbeat every lease/3
+    int64_t restart_grace_ms = 10000;      // extra lease after a restart (agents reconnecting)
     int64_t sweep_interval_ms = 1000;      // how often expired leases are looked for
     int watch_poll_ms = 100;               // WatchJob's event-log poll period
     int64_t shutdown_grace_ms = 5000;      // in-flight calls get this long at Shutdown
@@ -63,7 +64,8 @@ class Coordinator {
   ~Coordinator();  // Shutdown()
 
   // Binds and starts serving; kUnavailable naming the address when it cannot
-  // bind. Also refreshes every queued job's reason (recovery after restart).
+  // bind. Recovery after a restart: ALIVE workers get a fresh lease (they
+  // could not heartbeat meanwhile) and every queued job's reason is refreshed.
   absl::Status Start();
   // Health NOT_SERVING, watchers end with UNAVAILABLE, in-flight calls get
   // shutdown_grace_ms, sweeper stops. Idempotent.

@@ -1,6 +1,10 @@
 #include "server/job_convert.h"
 
+#include <algorithm>
+#include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "google/protobuf/util/json_util.h"
 
@@ -80,6 +84,74 @@ bool ToProtoEvent(const storage::JobEvent& e, gcl::v1::JobEvent* out) {
   change->set_reason(e.reason);
   change->set_attempt(e.attempt);
   return true;
+}
+
+gcl::v1::Checkpoint ToProtoCheckpoint(const storage::CheckpointRecord& r) {
+  gcl::v1::Checkpoint c;
+  c.set_id(storage::CheckpointId(r.id));
+  c.set_job_id(r.job_id);
+  c.set_attempt(r.attempt);
+  c.set_step(r.step);
+  c.set_size_bytes(r.bytes);
+  c.set_sha256(r.sha256);
+  c.set_metric_name(r.metric_name);
+  if (r.metric_value.has_value()) c.set_metric_value(*r.metric_value);
+  c.set_created_ms(r.created_ms);
+  return c;
+}
+
+gcl::v1::Worker ToProtoWorker(const storage::WorkerRecord& r,
+                              const std::vector<std::string>& running_job_ids) {
+  gcl::v1::Worker w;
+  // labels_json is a flat JSON object of strings: parse it as the map field.
+  if (!google::protobuf::util::JsonStringToMessage("{\"labels\":" + r.labels_json + "}", &w).ok()) {
+    w.clear_labels();
+  }
+  w.set_id(r.id);
+  w.set_hostname(r.address);
+  for (int64_t i = 0; i < r.devices; ++i) {
+    gcl::v1::Device* d = w.add_devices();
+    d->set_id("cpu:" + std::to_string(i));
+    d->set_type(gcl::v1::DEVICE_TYPE_CPU);
+  }
+  if (w.devices_size() > 0) w.mutable_devices(0)->set_memory_bytes(r.memory_bytes);
+  w.set_state(r.state == storage::WorkerState::kLost ? gcl::v1::WORKER_STATE_LOST
+                                                     : gcl::v1::WORKER_STATE_READY);
+  w.set_lease_expiry_ms(r.lease_expiry_ms);
+  for (const std::string& id : running_job_ids) w.add_running_job_ids(id);
+  return w;
+}
+
+std::vector<gcl::v1::ResultCell> ToResultCells(const std::string& job_id,
+                                               const std::vector<storage::ResultSummary>& rows) {
+  std::vector<gcl::v1::ResultCell> cells;
+  std::map<std::pair<std::string, int64_t>, size_t> index;
+  std::vector<bool> has_mean;  // per cell: its repeats come from the "mean" row
+  for (const storage::ResultSummary& s : rows) {
+    auto [it, added] = index.emplace(std::make_pair(s.variant, int64_t{s.m_lab}), cells.size());
+    if (added) {
+      has_mean.push_back(false);
+      cells.emplace_back();
+      cells.back().set_job_id(job_id);
+      cells.back().set_variant(s.variant);
+      cells.back().set_labeled_volumes(s.m_lab);
+    }
+    gcl::v1::ResultCell& cell = cells[it->second];
+    if (s.class_name == "mean") {
+      has_mean[it->second] = true;
+      cell.set_repeats(s.repeats);
+      cell.set_dice_mean(s.dice_mean);
+      cell.set_dice_std(s.dice_std);
+      if (s.hd95_mean.has_value()) cell.set_hd95_mean(*s.hd95_mean);
+    } else {
+      gcl::v1::ClassDice* c = cell.add_classes();
+      c->set_class_name(s.class_name);
+      c->set_mean(s.dice_mean);
+      c->set_std(s.dice_std);
+      if (!has_mean[it->second]) cell.set_repeats(std::max(cell.repeats(), s.repeats));
+    }
+  }
+  return cells;
 }
 
 }  // namespace gcl::server

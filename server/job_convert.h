@@ -2,10 +2,11 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
-#include "google/protobuf/message.h"
 #include "gcl/v1/job.pb.h"
+#include "google/protobuf/message.h"
 #include "storage/registry.h"
 
 namespace gcl::server {
@@ -34,5 +35,22 @@ std::string EventPayload(const google::protobuf::Message& message);
 // A registry event as a wire event; false for kinds that are not streamed
 // (e.g. "retention") or a payload that does not parse.
 bool ToProtoEvent(const storage::JobEvent& event, gcl::v1::JobEvent* out);
+
+// The wire descriptor of a checkpoint row (id "c-" + 12 hex).
+gcl::v1::Checkpoint ToProtoCheckpoint(const storage::CheckpointRecord& record);
+
+// The wire worker: hostname = the registered address; one Device "cpu:i" per
+// registered device (the registry keeps only the count), memory on the
+// first; labels parsed from labels_json; ALIVE -> READY.
+gcl::v1::Worker ToProtoWorker(const storage::WorkerRecord& record,
+                              const std::vector<std::string>& running_job_ids);
+
+// Result cells of one job (or experiment): one per (variant, labeled
+// volumes) in the summaries' order; dice/hd95 from the class "mean" rows,
+// the other classes as ClassDice (a cell without "mean" rows keeps dice and
+// hd95 at 0 and repeats from its classes). hd95_unit stays empty: the
+// registry does not record it.
+std::vector<gcl::v1::ResultCell> ToResultCells(const std::string& job_id,
+                                               const std::vector<storage::ResultSummary>& rows);
 
 }  // namespace gcl::server

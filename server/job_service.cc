@@ -46,6 +46,12 @@ absl::StatusOr<storage::NewJob> ToNewJob(const gcl::v1::SubmitJobRequest& req, c
 
 }  // namespace
 
+absl::Status JobServiceImpl::CheckInitJob(const storage::NewJob& job) {
+  gcl::v1::JobSpec spec;
+  spec.ParseFromString(job.spec_blob);
+  return plane_->graph().CheckInitJob(spec);
+}
+
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx,
                                        const gcl::v1::SubmitJobRequest* req,
                                        gcl::v1::SubmitJobResponse* resp) {
@@ -54,6 +60,8 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx,
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<storage::NewJob> job = ToNewJob(*req, /*owner=*/caller->user);
   if (!job.ok()) return ToGrpcStatus(job.status());
+  if (job->kind == "experiment") job->devices = 0;  // its children hold the devices
+  if (absl::Status s = CheckInitJob(*job); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<storage::JobRecord> created = plane_->registry().CreateJob(*job);
   if (!created.ok()) return ToGrpcStatus(created.status());
   // The reason and position depend on the workers; a failure here leaves the
@@ -137,7 +145,10 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* ctx,
                                        "; nothing to cancel"));
   }
   if (!moved.ok()) return ToGrpcStatus(moved);
-  (void)plane_->RefreshQueue();  // positions of the jobs behind it moved
+  if (rec->kind == "experiment") {
+    if (absl::Status s = plane_->graph().CancelChildren(rec->id, reason); !s.ok()) return ToGrpcStatus(s);
+  }
+  (void)plane_->RefreshQueue();  // positions of the jobs behind it moved; experiments settle
   gcl::v1::GetJobRequest get;
   get.set_id(rec->id);
   return GetJob(nullptr, &get, resp->mutable_job());
@@ -157,6 +168,8 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const gcl::v1::W
     if (!events.ok()) return ToGrpcStatus(events.status());
     for (const storage::JobEvent& e : *events) {
       after = e.seq;
+      if (e.kind == kMetricsEvent && !req->include_metrics()) continue;
+      if (e.kind == kLogEvent && !req->include_logs()) continue;
       if (!ToProtoEvent(e, &wire)) continue;
       if (!writer->Write(wire)) return grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
     }

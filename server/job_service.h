@@ -1,8 +1,10 @@
-// gcl.v1.JobService for clients (gclctl): SubmitJob, GetJob, ListJobs,
-// CancelJob, WatchJob. Sync gRPC API (unary admin calls; WatchJob holds one
-// server thread per watcher and polls the event log every poll_ms).
-// StreamLogs, ListCheckpoints, DownloadCheckpoint and ListResults are not
-// implemented yet (UNIMPLEMENTED from the generated base class).
+// gcl.v1.JobService for clients (gclctl): the write side (SubmitJob,
+// CancelJob) and the read side (GetJob, ListJobs, WatchJob, StreamLogs,
+// ListCheckpoints, DownloadCheckpoint, ListResults, ListWorkers). Sync gRPC
+// API: unary calls, and one server thread per open stream; WatchJob and
+// StreamLogs poll the registry's event log every poll_ms, so a reconnecting
+// client resumes from the seq it last saw and misses nothing.
+// The read-side handlers live in job_service_read.cc.
 #pragma once
 
 #include <atomic>
@@ -40,10 +42,39 @@ class JobServiceImpl final : public gcl::v1::JobService::Service {
                          gcl::v1::CancelJobResponse* resp) override;
   // Replays the job's state events after after_seq, then follows new ones
   // until the job is terminal (OK), the client cancels, or shutdown.
+  // State changes, progress and checkpoint events always; metrics only with
+  // include_metrics, log lines only with include_logs.
   grpc::Status WatchJob(grpc::ServerContext* ctx, const gcl::v1::WatchJobRequest* req,
                         grpc::ServerWriter<gcl::v1::JobEvent>* writer) override;
 
+  // The job's log lines (LogLine.seq set) after after_seq, of one attempt
+  // (attempt > 0) or all; with follow, then new ones until the job is
+  // terminal (OK), the client cancels (CANCELLED) or shutdown (UNAVAILABLE).
+  // NOT_FOUND for an unknown job; INVALID_ARGUMENT for a negative attempt
+  // or after_seq.
+  grpc::Status StreamLogs(grpc::ServerContext* ctx, const gcl::v1::StreamLogsRequest* req,
+                          grpc::ServerWriter<gcl::v1::LogLine>* writer) override;
+  // The job's checkpoints that retention has not deleted, by step.
+  // NOT_FOUND for an unknown job; INVALID_ARGUMENT for an empty job_id.
+  grpc::Status ListCheckpoints(grpc::ServerContext* ctx, const gcl::v1::ListCheckpointsRequest* req,
+                               gcl::v1::ListCheckpointsResponse* resp) override;
+  // StreamCheckpoint (checkpoint_download.h).
+  grpc::Status DownloadCheckpoint(grpc::ServerContext* ctx,
+                                  const gcl::v1::DownloadCheckpointRequest* req,
+                                  grpc::ServerWriter<gcl::v1::CheckpointChunk>* writer) override;
+  // Dice tables: job_id set: the job's (or its experiment children's)
+  // cells, possibly none; NOT_FOUND for an unknown job. Empty: the cells of
+  // every SUCCEEDED job with results (experiment children folded into their
+  // experiment), newest job first, each cell's job_id set.
+  grpc::Status ListResults(grpc::ServerContext* ctx, const gcl::v1::ListResultsRequest* req,
+                           gcl::v1::ListResultsResponse* resp) override;
+  // Every registered worker (LOST ones too) by id, with its running jobs.
+  grpc::Status ListWorkers(grpc::ServerContext* ctx, const gcl::v1::ListWorkersRequest* req,
+                           gcl::v1::ListWorkersResponse* resp) override;
+
  private:
+  absl::Status CheckInitJob(const storage::NewJob& job);
+
   ControlPlane* plane_;
   const std::atomic<bool>* stopping_;
   int poll_ms_;

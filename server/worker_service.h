@@ -1,5 +1,7 @@
-// gcl.v1.WorkerService for worker agents: Register, Heartbeat, Complete.
-// ReportProgress and UploadCheckpoint are not implemented yet (UNIMPLEMENTED).
+// gcl.v1.WorkerService for worker agents: Register, Heartbeat, the reports
+// of running attempts (ReportProgress, UploadCheckpoint) and Complete.
+// Reports of an attempt that is not the job's current one are refused with
+// FAILED_PRECONDITION (the agent then stops that trainer).
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -11,8 +13,10 @@ namespace gcl::server {
 
 class WorkerServiceImpl final : public gcl::v1::WorkerService::Service {
  public:
-  // REQUIRES: plane outlives this.
-  explicit WorkerServiceImpl(ControlPlane* plane) : plane_(plane) {}
+  // REQUIRES: plane outlives this. keep_checkpoints: retention keeps the
+  // newest this many of a job (>= 1) and the best by metric.
+  explicit WorkerServiceImpl(ControlPlane* plane, int keep_checkpoints = 3)
+      : plane_(plane), keep_checkpoints_(keep_checkpoints) {}
 
   // Upserts the worker ALIVE with devices = devices_size() and a fresh lease;
   // replies lease and heartbeat periods (heartbeat = lease / 3, >= 1 s).
@@ -23,14 +27,37 @@ class WorkerServiceImpl final : public gcl::v1::WorkerService::Service {
   // started on this worker and the jobs it must stop.
   grpc::Status Heartbeat(grpc::ServerContext* ctx, const gcl::v1::HeartbeatRequest* req,
                          gcl::v1::HeartbeatResponse* resp) override;
+  // Progress -> the job's progress columns and a "progress" event (eta
+  // filled in from step time when absent); metrics -> a "metrics" event;
+  // log lines -> a "log" event and the attempt's log file.
+  grpc::Status ReportProgress(grpc::ServerContext* ctx,
+                              grpc::ServerReader<gcl::v1::ProgressReport>* reader,
+                              gcl::v1::ReportProgressResponse* resp) override;
+  // Streams the file into the artifact store (atomic, sha256 checked:
+  // DATA_LOSS and nothing stored on mismatch), records it, applies retention
+  // (files of released checkpoints are removed) and returns its record.
+  grpc::Status UploadCheckpoint(grpc::ServerContext* ctx,
+                                grpc::ServerReader<gcl::v1::CheckpointUpload>* reader,
+                                gcl::v1::UploadCheckpointResponse* resp) override;
+  // The checkpoint an assignment resumes or initialises from
+  // (StreamCheckpoint's contract).
+  grpc::Status DownloadCheckpoint(grpc::ServerContext* ctx,
+                                  const gcl::v1::DownloadCheckpointRequest* req,
+                                  grpc::ServerWriter<gcl::v1::CheckpointChunk>* writer) override;
   // Closes the attempt: exit 0 without signal -> SUCCEEDED; otherwise FAILED
   // (requeued while attempts remain); a CANCELLING job ends CANCELLED.
   // FAILED_PRECONDITION for a stale attempt (the agent stops caring).
+  // case_results of a succeeded attempt are stored first (all or none).
   grpc::Status Complete(grpc::ServerContext* ctx, const gcl::v1::CompleteRequest* req,
                         gcl::v1::CompleteResponse* resp) override;
 
  private:
+  // OK when attempt is the job's current attempt and it is RUNNING or
+  // CANCELLING; FAILED_PRECONDITION (stale) or NOT_FOUND otherwise.
+  grpc::Status CheckCurrent(const std::string& job_id, int32_t attempt);
+
   ControlPlane* plane_;
+  int keep_checkpoints_;
 };
 
 }  // namespace gcl::server

@@ -408,9 +408,6 @@ absl::Status Registry::CloseAttemptLocked(std::string_view job_id, int32_t attem
 
 absl::Status Registry::Transition(std::string_view id, JobState to, std::string_view reason,
                                   int64_t expected_attempt) {
-  if (to == JobState::kRunning) {
-    return absl::InvalidArgumentError("enter RUNNING with StartAttempt (it records the attempt)");
-  }
   if (to == JobState::kQueued && reason.empty()) {
     return absl::InvalidArgumentError("a QUEUED job needs a reason");
   }
@@ -421,9 +418,13 @@ absl::Status Registry::Transition(std::string_view id, JobState to, std::string_
     return absl::FailedPreconditionError(
         internal::Cat("job ", id, " is at attempt ", job.attempt, ", not ", expected_attempt));
   }
+  if (to == JobState::kRunning && job.devices > 0) {
+    return absl::InvalidArgumentError("enter RUNNING with StartAttempt (it records the attempt)");
+  }
   GCL_RETURN_IF_ERROR(CheckTransition(job.state, to));
   const int64_t now = NowMs();
-  const bool attempt_open = job.state == JobState::kRunning || job.state == JobState::kCancelling;
+  const bool attempt_open =
+      job.attempt > 0 && (job.state == JobState::kRunning || job.state == JobState::kCancelling);
   if (attempt_open && (IsTerminal(to) || to == JobState::kQueued)) {
     AttemptOutcome outcome;
     outcome.reason = std::string(reason);
@@ -649,6 +650,26 @@ absl::StatusOr<std::vector<AttemptRecord>> Registry::ListAttempts(std::string_vi
                          if (!st.IsNull(5)) a.ended_ms = st.ColumnInt64(5);
                          if (!st.IsNull(6)) a.exit_code = static_cast<int32_t>(st.ColumnInt64(6));
                          a.reason = st.ColumnText(7);
+                         return a;
+                       }));
+  return out;
+}
+
+absl::StatusOr<std::vector<AttemptRecord>> Registry::ListRunningAttempts() {
+  absl::MutexLock lock(&mu_);
+  GCL_ASSIGN_OR_RETURN(
+      Statement st,
+      db_->Prepare("SELECT a.job_id,a.attempt,a.worker_id,a.started_ms,a.reason FROM attempts a "
+                   "JOIN jobs j ON j.id=a.job_id AND j.attempt=a.attempt WHERE "
+                   "a.state='RUNNING' ORDER BY a.worker_id, j.submit_seq"));
+  GCL_ASSIGN_OR_RETURN(std::vector<AttemptRecord> out, CollectRows(st, [](const Statement& st) {
+                         AttemptRecord a;
+                         a.job_id = st.ColumnText(0);
+                         a.attempt = static_cast<int32_t>(st.ColumnInt64(1));
+                         a.worker_id = st.ColumnText(2);
+                         a.state = AttemptState::kRunning;
+                         a.started_ms = st.ColumnInt64(3);
+                         a.reason = st.ColumnText(4);
                          return a;
                        }));
   return out;
@@ -1066,6 +1087,14 @@ absl::StatusOr<std::vector<ResultSummary>> Registry::SummarizeResults(
     out.push_back(std::move(s));
   }
   return out;
+}
+
+absl::StatusOr<std::vector<JobRecord>> Registry::JobsWithResults() {
+  absl::MutexLock lock(&mu_);
+  return QueryJobsLocked(internal::Cat(
+      "SELECT ", kJobCols,
+      " FROM jobs WHERE id IN (SELECT COALESCE(p.parent_id, p.id) FROM jobs p WHERE p.id IN "
+      "(SELECT DISTINCT job_id FROM results)) ORDER BY created_ms DESC, id DESC"));
 }
 
 absl::Status Registry::PutMetricSummary(std::string_view job_id, std::string_view name,

@@ -208,6 +208,8 @@ class Registry {
   absl::StatusOr<JobPage> ListJobs(const JobFilter& filter);
   // Moves the job to `to` (legal edges in job_state.h, else
   // kFailedPrecondition and nothing written) and appends a "state" event.
+  // Only a job that needs no devices (an experiment parent) may enter
+  // RUNNING here; others enter it with StartAttempt (kInvalidArgument).
   // expected_attempt >= 0 guards against stale reports: kFailedPrecondition
   // when the job's attempt differs. Entering QUEUED requires a non-empty
   // reason (kInvalidArgument). Entering a terminal state closes a RUNNING
@@ -244,6 +246,9 @@ class Registry {
   // goes back to QUEUED uncharged. Returns the job after the move.
   absl::StatusOr<JobRecord> Requeue(std::string_view job_id, std::string_view reason);
   absl::StatusOr<std::vector<AttemptRecord>> ListAttempts(std::string_view job_id);
+  // The RUNNING current attempts of every job (what each worker is running
+  // now; CANCELLING jobs included), by worker_id then job submission order.
+  absl::StatusOr<std::vector<AttemptRecord>> ListRunningAttempts();
 
   // Queued jobs in scheduling order (priority DESC, then FIFO by submission:
   // a requeued job keeps its place). limit <= 0: all.
@@ -301,6 +306,10 @@ class Registry {
   absl::StatusOr<std::vector<ResultRecord>> ListResults(std::string_view job_id_or_parent);
   // Ordered by variant, m_lab, class_name.
   absl::StatusOr<std::vector<ResultSummary>> SummarizeResults(std::string_view job_id_or_parent);
+  // The jobs whose results a table shows: each job with result rows, an
+  // experiment child replaced by its parent (the parent's summary covers
+  // it); deduplicated, newest first.
+  absl::StatusOr<std::vector<JobRecord>> JobsWithResults();
   absl::Status PutMetricSummary(std::string_view job_id, std::string_view name,
                                 std::string_view labels_json, double value);
   absl::StatusOr<std::vector<MetricSummary>> ListMetricSummaries(std::string_view job_id);

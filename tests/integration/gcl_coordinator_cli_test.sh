@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The real gcl-coordinator and gclctl binaries on loopback with a SQLite file:
-# submit, list with a reason, a bad spec's message, cancel, graceful SIGTERM,
-# and a restart that keeps the jobs.
+# submit, list with a reason, a bad spec's message, cancel, the read verbs'
+# messages, graceful SIGTERM, and a restart that keeps the jobs.
 # Usage: gcl_coordinator_cli_test.sh /path/to/gcl-coordinator /path/to/gclctl /path/to/examples
 set -euo pipefail
 COORD="$1"; CTL="$2"; EXAMPLES="$3"
@@ -45,6 +45,22 @@ grep -q "method.pool_kk" bad.err || { cat bad.err; fail "bad spec message lacks 
 
 "$CTL" cancel "$ID" | grep -q "CANCELLED" || fail "cancel did not report CANCELLED"
 "$CTL" get "$ID" | grep -q "state: *CANCELLED" || fail "get does not show CANCELLED"
+
+# The read verbs on a job that never ran, and their error messages.
+"$CTL" workers | grep -q "no workers registered" || fail "workers on an empty fleet"
+"$CTL" workers --output json | grep -q "{" || fail "workers --output json"
+"$CTL" checkpoints "$ID" | grep -q "no checkpoints for $ID yet" || fail "checkpoints of a new job"
+"$CTL" results "$ID" | grep -q "no results for $ID yet" || fail "results of a new job"
+"$CTL" logs "$ID" > logs.out 2> logs.err || fail "logs of a new job failed"
+grep -q "no log lines for $ID" logs.err || { cat logs.err; fail "logs: no 'no log lines' note"; }
+set +e
+"$CTL" logs j-000000000000 > /dev/null 2> nojob.err; RC_LOGS=$?
+"$CTL" download c-0000000000ff -o x.ckpt > /dev/null 2> nockpt.err; RC_DL=$?
+set -e
+[ "$RC_LOGS" -eq 1 ] && [ "$RC_DL" -eq 1 ] || fail "unknown ids: exit codes $RC_LOGS $RC_DL, want 1 1"
+grep -q 'no job j-000000000000 (check `gclctl list`)' nojob.err || { cat nojob.err; fail "unknown job message"; }
+grep -q "no checkpoint c-0000000000ff" nockpt.err || { cat nockpt.err; fail "unknown checkpoint message"; }
+[ ! -e x.ckpt ] && [ ! -e x.ckpt.partial ] || fail "a failed download left files behind"
 
 ID2="$("$CTL" submit "$EXAMPLES/demo-pretrain.yaml" 2>/dev/null)"
 kill -TERM "$PID"; wait "$PID" || fail "coordinator exited non-zero on SIGTERM"

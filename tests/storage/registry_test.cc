@@ -514,5 +514,53 @@ TEST_F(RegistryTest, CommittedStateSurvivesCloseAndRecoverActive) {
   EXPECT_EQ(done.state, JobState::kSucceeded);
 }
 
+TEST_F(RegistryTest, RunningAttemptsByWorker) {
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord a, reg_->CreateJob(Job("a")));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord b, reg_->CreateJob(Job("b")));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord c, reg_->CreateJob(Job("c")));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord d, reg_->CreateJob(Job("d")));
+  ASSERT_THAT(reg_->StartAttempt(a.id, "w2"), IsOk());
+  ASSERT_THAT(reg_->StartAttempt(b.id, "w1"), IsOk());
+  ASSERT_THAT(reg_->StartAttempt(c.id, "w1"), IsOk());
+  ASSERT_THAT(reg_->StartAttempt(d.id, "w1"), IsOk());
+  AttemptOutcome done;
+  done.state = AttemptState::kSucceeded;
+  ASSERT_THAT(reg_->FinishAttempt(d.id, 1, done), IsOk());                     // no longer running
+  ASSERT_THAT(reg_->Transition(c.id, JobState::kCancelling, "user"), IsOk());  // still running
+  GCL_ASSERT_OK_AND_ASSIGN(auto running, reg_->ListRunningAttempts());
+  std::vector<std::string> got;
+  for (const AttemptRecord& r : running) got.push_back(r.worker_id + ":" + r.job_id);
+  EXPECT_THAT(got, ElementsAre("w1:" + b.id, "w1:" + c.id, "w2:" + a.id));
+  EXPECT_EQ(running[0].attempt, 1);
+}
+
+TEST_F(RegistryTest, JobsWithResultsFoldsChildrenIntoTheirExperiment) {
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord exp, reg_->CreateJob(Job("exp")));
+  NewJob child = Job("ft");
+  child.parent_id = exp.id;
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord kid1, reg_->CreateJob(child));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord kid2, reg_->CreateJob(child));
+  clock_ = 2000;
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord solo, reg_->CreateJob(Job("solo")));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord empty, reg_->CreateJob(Job("no-results")));
+  (void)empty;
+  std::vector<ResultRecord> rows;
+  for (const std::string& id : {kid1.id, kid2.id, solo.id}) {
+    ResultRecord r;
+    r.job_id = id;
+    r.variant = "gcl";
+    r.m_lab = 1;
+    r.case_id = "p1";
+    r.class_name = "mean";
+    r.dice = 0.5;
+    rows.push_back(r);
+  }
+  ASSERT_THAT(reg_->AddResults(rows), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(auto jobs, reg_->JobsWithResults());
+  std::vector<std::string> ids;
+  for (const JobRecord& j : jobs) ids.push_back(j.id);
+  EXPECT_THAT(ids, ElementsAre(solo.id, exp.id));  // newest first, the experiment once
+}
+
 }  // namespace
 }  // namespace gcl::storage

@@ -13,8 +13,11 @@
 #include "absl/strings/str_cat.h"
 #include "gcl/base/sha256.h"
 #include "gcl/base/status_macros.h"
+#include "gcl/spec/variants.h"
+#include "worker/agent/checkpoint_fetch.h"
 #include "worker/agent/metrics_tail.h"
 #include "worker/agent/process_supervisor.h"
+#include "worker/agent/run_results.h"
 #include "worker/agent/spec_yaml_writer.h"
 
 namespace gcl::agent {
@@ -91,6 +94,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // A restarted coordinator must be found within seconds, not after gRPC's
+  // default reconnect backoff (up to 120 s).
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 3000);
   auto channel = grpc::CreateCustomChannel(options.coordinator, creds, args);
   return Create(std::move(options), gcl::v1::WorkerService::NewStub(channel));
 }
@@ -212,8 +219,11 @@ absl::Status Agent::Run() {
       const grpc::Status s = stub_->Heartbeat(&ctx, req, &resp);
       if (s.ok()) {
         HandleHeartbeat(resp);
-      } else if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
-        registered = false;  // the coordinator forgot us: register again
+      } else if (s.error_code() == grpc::StatusCode::NOT_FOUND ||
+                 s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+        // Forgotten, or declared LOST (its attempts were requeued): register again.
+        AgentLog(absl::StrCat("Heartbeat: ", s.error_message(), "; registering again"));
+        registered = false;
         wait = absl::ZeroDuration();
       } else {
         AgentLog(absl::StrCat("Heartbeat: ", s.error_message()));
@@ -242,10 +252,12 @@ void Agent::HandleHeartbeat(const gcl::v1::HeartbeatResponse& response) {
 void Agent::StartAttempt(const Assignment& assignment) {
   std::lock_guard<std::mutex> lock(mu_);
   if (shutdown_) return;
+  if (ended_.count({assignment.job_id(), assignment.attempt()}) > 0) return;
   auto it = attempts_.find(assignment.job_id());
   if (it != attempts_.end()) {
     if (it->second->assignment.attempt() == assignment.attempt()) return;  // already running
-    if (!it->second->finished) return;  // the old attempt is still being stopped
+    // The old attempt is still ending: the coordinator sends this one again.
+    if (!it->second->finished) return;
     it->second->thread.join();
     attempts_.erase(it);
   }
@@ -291,12 +303,18 @@ void Agent::RunAttempt(Attempt* attempt) {
   std::unique_ptr<grpc::ClientWriterInterface<gcl::v1::ProgressReport>> stream;
   gcl::v1::ReportProgressResponse stream_resp;
   bool stale = false;  // the coordinator no longer wants this attempt
+  bool stream_failing = false;
   auto close_stream = [&]() {
     if (!stream) return;
     stream->WritesDone();
     const grpc::Status s = stream->Finish();
     if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) stale = true;
-    if (!s.ok()) AgentLog(absl::StrCat(job_id, ": ReportProgress: ", s.error_message()));
+    // One line per outage, not one per dropped report.
+    if (!s.ok() && !stream_failing) {
+      AgentLog(absl::StrCat(job_id, ": ReportProgress: ", s.error_message(),
+                            "; reports are dropped until the coordinator answers"));
+    }
+    stream_failing = !s.ok();
     stream.reset();
     stream_ctx.reset();
   };
@@ -332,17 +350,42 @@ void Agent::RunAttempt(Attempt* attempt) {
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   const char* command = KindCommand(asg.spec().kind());
+  gcl::v1::JobSpec spec = asg.spec();
+  std::set<std::string> uploaded;  // checkpoint files the coordinator already has
+  auto setup = [this](grpc::ClientContext* ctx) { SetupContext(ctx, false); };
+  if (!ec && command != nullptr && !asg.resume_checkpoint_id().empty()) {
+    // Into the folder gcl-train resumes from; a failed fetch costs progress, not correctness.
+    absl::StatusOr<std::string> path = FetchCheckpoint(*stub_, setup, asg.resume_checkpoint_id(),
+                                                       (out_dir / "checkpoints").string());
+    if (path.ok()) {
+      uploaded.insert(*path);
+      log("agent", absl::StrCat("resuming from checkpoint ", asg.resume_checkpoint_id(), " (",
+                                fs::path(*path).filename().string(), ")"));
+    } else {
+      log("agent", absl::StrCat("cannot fetch checkpoint ", asg.resume_checkpoint_id(), ": ",
+                                path.status().message(), "; starting from step 0"));
+    }
+  }
+  std::string fetch_error;
+  if (!ec && spec.init().has_checkpoint() && spec.init().checkpoint().rfind("c-", 0) == 0) {
+    absl::StatusOr<std::string> path =
+        FetchCheckpoint(*stub_, setup, spec.init().checkpoint(), (dir / "init").string());
+    if (path.ok()) {
+      log("agent", absl::StrCat("initialising from checkpoint ", spec.init().checkpoint()));
+      spec.mutable_init()->set_checkpoint(*path);
+    } else {
+      fetch_error = absl::StrCat("agent: init checkpoint: ", path.status().message());
+    }
+  }
   if (ec) {
     exit.reason = absl::StrCat("agent: cannot create ", out_dir.string(), ": ", ec.message());
   } else if (command == nullptr) {
     exit.reason = "agent: the job spec has no kind";
+  } else if (!fetch_error.empty()) {
+    exit.reason = fetch_error;
   } else {
     const std::string spec_path = (dir / "spec.yaml").string();
-    std::ofstream(spec_path, std::ios::trunc) << JobSpecToYaml(asg.spec());
-    if (!asg.resume_checkpoint_id().empty()) {
-      log("agent", absl::StrCat("resume from checkpoint ", asg.resume_checkpoint_id(),
-                                " is not supported by this agent yet: starting fresh"));
-    }
+    std::ofstream(spec_path, std::ios::trunc) << JobSpecToYaml(spec);
     if (asg.world_size() > 1) {
       log("agent", absl::StrCat("multi-rank jobs are not supported by this agent yet: running "
                                 "rank ", asg.rank(), " of ", asg.world_size(), " only"));
@@ -366,7 +409,6 @@ void Agent::RunAttempt(Attempt* attempt) {
   }
 
   MetricsTail tail(metrics_path);
-  std::set<std::string> uploaded;
   std::map<std::string, int> upload_failures;
   auto forward_metrics = [&](bool final) {
     absl::StatusOr<std::vector<gcl::v1::MetricsPoint>> points;
@@ -413,7 +455,8 @@ void Agent::RunAttempt(Attempt* attempt) {
         std::ifstream side(path.string() + ".sha256");
         std::string want;
         side >> want;
-        if (want.size() != 64) return absl::DataLossError("malformed sha256 sidecar");
+        // Possibly still being written by a non-atomic writer: retried next scan.
+        if (want.size() != 64) return absl::UnavailableError("malformed sha256 sidecar");
         std::ifstream in(path, std::ios::binary);
         if (!in) return absl::UnavailableError("cannot open");
         gcl::v1::CheckpointUpload head;
@@ -498,7 +541,24 @@ void Agent::RunAttempt(Attempt* attempt) {
   req.set_exit_code(exit.exit_code);
   req.set_signal(exit.signal);
   req.set_reason(exit.reason);
-  for (int tries = 0; tries < 5; ++tries) {
+  if (exit.exit_code == 0 && exit.signal == 0 && spec.kind() == gcl::v1::KIND_FINETUNE) {
+    const std::string variant =
+        spec.method().variant() != gcl::v1::VARIANT_UNSPECIFIED ? gcl::spec::VariantName(spec.method().variant())
+        : spec.init().has_random()                             ? "random_init"
+                                                               : "pretrained";
+    absl::StatusOr<std::vector<gcl::v1::CaseResult>> results = ReadCaseResults(out_dir.string(), variant);
+    if (results.ok()) {
+      for (auto& r : *results) *req.add_case_results() = std::move(r);
+    } else {
+      // The trainer said it succeeded but its scores are unreadable: not a success.
+      req.set_exit_code(1);
+      req.set_reason(absl::StrCat("agent: ", results.status().message()));
+    }
+  }
+  // The outcome must reach the coordinator: retried (backoff up to 30 s)
+  // until it answers or the agent shuts down. Until then the job stays in
+  // this agent's running list, so the coordinator keeps it placed here.
+  for (int tries = 0;; ++tries) {
     grpc::ClientContext ctx;
     SetupContext(&ctx, true);
     gcl::v1::CompleteResponse resp;
@@ -507,13 +567,19 @@ void Agent::RunAttempt(Attempt* attempt) {
         s.error_code() == grpc::StatusCode::NOT_FOUND) {
       break;
     }
-    AgentLog(absl::StrCat(job_id, ": Complete: ", s.error_message()));
+    AgentLog(absl::StrCat(job_id, ": Complete: ", s.error_message(), "; retrying"));
     std::unique_lock<std::mutex> lock(mu_);
-    if (cv_.wait_for(lock, std::chrono::seconds(1 << tries), [this] { return shutdown_; })) break;
+    if (cv_.wait_for(lock, std::chrono::seconds(1 << std::min(tries, 5)), [this] { return shutdown_; })) {
+      break;
+    }
   }
   {
     std::lock_guard<std::mutex> lock(attempt->mu);
     attempt->process.reset();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ended_.insert({job_id, n});
   }
   attempt->finished = true;
   cv_.notify_all();

@@ -7,13 +7,21 @@
 // sidecar, checked while reading), killing it on cancel, and reporting how
 // it ended (Complete). A crashing or hanging trainer only ends its attempt.
 //
+// A resume_checkpoint_id is downloaded into out/checkpoints/ first, so
+// gcl-train continues from its step; an init checkpoint id ("c-...") is
+// downloaded into init/ and the spec handed to gcl-train points at it. A
+// fine-tuning attempt that exits 0 reports its per-case test scores
+// (run_results.h) with Complete.
+//
 // Not yet supported (reported to the coordinator as an "agent" log line):
-// resume_checkpoint_id (the attempt starts fresh), world_size > 1 (one rank
-// only; GCL_RANK/GCL_WORLD_SIZE/GCL_RENDEZVOUS are set in its environment).
+// world_size > 1 (one rank only; GCL_RANK/GCL_WORLD_SIZE/GCL_RENDEZVOUS are
+// set in its environment).
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <set>
+#include <utility>
 #include <memory>
 #include <mutex>
 #include <condition_variable>
@@ -85,6 +93,9 @@ class Agent {
   std::condition_variable cv_;
   bool shutdown_ = false;
   std::map<std::string, std::unique_ptr<Attempt>> attempts_;  // by job id
+  // Attempts that ran here and ended: a re-sent assignment of one (crossing
+  // its Complete) is ignored, never run twice.
+  std::set<std::pair<std::string, int32_t>> ended_;
 };
 
 }  // namespace gcl::agent

@@ -33,22 +33,6 @@ std::string ResolvePath(const std::string& p, const std::string& base_dir) {
   return (fs::path(base_dir) / p).lexically_normal().string();
 }
 
-std::string ChildName(const JobSpec& experiment, Variant v, const char* what) {
-  return absl::StrCat(experiment.name().empty() ? "experiment" : experiment.name(), "-",
-                      gcl::spec::VariantName(v), "-", what);
-}
-
-absl::Status Validated(JobSpec* child, const char* what) {
-  absl::Status s = gcl::spec::ApplyDefaults(child);
-  if (s.ok()) s = gcl::spec::ValidateJobSpec(*child);
-  if (!s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "experiment: the ", what, " job of variant ", gcl::spec::VariantName(child->method().variant()),
-        " is invalid: ", s.message()));
-  }
-  return absl::OkStatus();
-}
-
 // Rebuilds a cells.csv row from a finished run's finetune.json (a run killed
 // between writing it and appending its row).
 absl::StatusOr<CellRow> RowFromFinetuneJson(const fs::path& path) {
@@ -87,48 +71,6 @@ absl::StatusOr<CellRow> RowFromFinetuneJson(const fs::path& path) {
 
 }  // namespace
 
-absl::StatusOr<JobSpec> PretrainChildSpec(const JobSpec& experiment, Variant variant) {
-  if (variant == gcl::v1::VARIANT_FULL_FROZEN) variant = gcl::v1::VARIANT_FULL;
-  JobSpec c = experiment;
-  c.set_name(ChildName(experiment, variant, "pretrain"));
-  c.set_kind(gcl::v1::KIND_PRETRAIN);
-  c.mutable_method()->set_variant(variant);
-  *c.mutable_train() = experiment.experiment().pretrain();
-  c.clear_experiment();
-  c.clear_labeled_volumes();
-  c.clear_repeats();
-  c.clear_init();
-  c.clear_frozen_encoder();
-  // Only the "all meta labels" variants may narrow the set; the others'
-  // labels come from their preset (single_m2 -> position, simclr -> none).
-  if (gcl::spec::GetVariantPreset(variant, experiment.dataset().format()).meta_labels.size() <= 1) {
-    c.clear_meta_labels();
-  }
-  GCL_RETURN_IF_ERROR(Validated(&c, "pre-training"));
-  return c;
-}
-
-absl::StatusOr<JobSpec> FinetuneChildSpec(const JobSpec& experiment, Variant variant,
-                                          const std::string& init_checkpoint) {
-  JobSpec c = experiment;
-  c.set_name(ChildName(experiment, variant, "finetune"));
-  c.set_kind(gcl::v1::KIND_FINETUNE);
-  c.mutable_method()->set_variant(variant);
-  *c.mutable_train() = experiment.experiment().finetune();
-  c.clear_experiment();
-  c.clear_meta_labels();
-  if (variant == gcl::v1::VARIANT_RANDOM_INIT) {
-    c.mutable_init()->set_random(true);
-  } else {
-    if (init_checkpoint.empty()) {
-      return absl::InvalidArgumentError("experiment: fine-tuning needs the pre-trained checkpoint");
-    }
-    c.mutable_init()->set_checkpoint(init_checkpoint);
-  }
-  GCL_RETURN_IF_ERROR(Validated(&c, "fine-tuning"));
-  return c;
-}
-
 absl::Status RunExperimentCommand(const RunFlags& flags) {
   if (flags.spec_path.empty()) return absl::InvalidArgumentError("--spec FILE is required");
   GCL_ASSIGN_OR_RETURN(JobSpec spec, gcl::spec::ReadJobSpecFile(flags.spec_path));
@@ -151,9 +93,11 @@ absl::Status RunExperimentCommand(const RunFlags& flags) {
   for (int v : variants) {
     const auto variant = static_cast<Variant>(v);
     if (variant != gcl::v1::VARIANT_RANDOM_INIT) {
-      GCL_RETURN_IF_ERROR(PretrainChildSpec(spec, variant).status());
+      GCL_RETURN_IF_ERROR(gcl::spec::PretrainChildSpec(spec, variant).status());
     }
-    GCL_RETURN_IF_ERROR(FinetuneChildSpec(spec, variant, "/placeholder.ckpt").status());
+    gcl::v1::Init placeholder;
+    placeholder.set_checkpoint("/placeholder.ckpt");
+    GCL_RETURN_IF_ERROR(gcl::spec::FinetuneChildSpec(spec, variant, placeholder).status());
   }
 
   GCL_ASSIGN_OR_RETURN(core::Dataset data, LoadSpecDataset(spec, spec_dir));
@@ -241,9 +185,9 @@ absl::Status RunExperimentCommand(const RunFlags& flags) {
     }
     if (pending.empty()) continue;
 
-    std::string init;
+    gcl::v1::Init init;
     if (variant != gcl::v1::VARIANT_RANDOM_INIT) {
-      GCL_ASSIGN_OR_RETURN(JobSpec pre, PretrainChildSpec(spec, variant));
+      GCL_ASSIGN_OR_RETURN(JobSpec pre, gcl::spec::PretrainChildSpec(spec, variant));
       const fs::path pre_dir = dir / PretrainFolderOf(name);
       const bool finished = fs::exists(pre_dir / kDoneMarker, ec);
       if (finished) {
@@ -264,10 +208,10 @@ absl::Status RunExperimentCommand(const RunFlags& flags) {
                                          : "",
                     secs, res.first_loss, res.last_loss);
       }
-      GCL_ASSIGN_OR_RETURN(init, ResolveCheckpoint(pre_dir.string()));
-      init = fs::absolute(init).string();
+      GCL_ASSIGN_OR_RETURN(std::string checkpoint, ResolveCheckpoint(pre_dir.string()));
+      init.set_checkpoint(fs::absolute(checkpoint).string());
     }
-    GCL_ASSIGN_OR_RETURN(JobSpec ft, FinetuneChildSpec(spec, variant, init));
+    GCL_ASSIGN_OR_RETURN(JobSpec ft, gcl::spec::FinetuneChildSpec(spec, variant, init));
     GCL_ASSIGN_OR_RETURN(core::FinetuneOptions base, FinetuneOptionsFromSpec(ft, spec_dir));
     base.model.num_classes = data.num_classes();
     for (const auto& [m, r] : pending) {

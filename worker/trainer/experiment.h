@@ -23,23 +23,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "gcl/v1/spec.pb.h"
+#include "gcl/spec/experiment_children.h"
 #include "worker/trainer/job_runner.h"
 
 namespace gcl::trainer {
-
-// The child jobs of an experiment spec (defaults applied), each passed
-// through gcl::spec::ApplyDefaults and ValidateJobSpec.
-// Pre-training: kind pretrain, method.variant = `variant` (full for
-// full_frozen), train = experiment.pretrain. The experiment's meta_labels are
-// kept only for variants that use all labels (multi_*, full*).
-absl::StatusOr<gcl::v1::JobSpec> PretrainChildSpec(const gcl::v1::JobSpec& experiment,
-                                                   gcl::v1::Variant variant);
-// Fine-tuning: kind finetune, method.variant = `variant`, train =
-// experiment.finetune, init = random (random_init) or {checkpoint:
-// init_checkpoint}; frozen_encoder for full_frozen.
-absl::StatusOr<gcl::v1::JobSpec> FinetuneChildSpec(const gcl::v1::JobSpec& experiment,
-                                                   gcl::v1::Variant variant,
-                                                   const std::string& init_checkpoint);
 
 // Uses flags.spec_path, output_dir, threads (overrides both
 // experiment.pretrain.threads and experiment.finetune.threads) and quiet.

@@ -338,7 +338,9 @@ absl::Status RunFinetuneCommand(const RunFlags& flags) {
   csv += "\n";
   for (int64_t m_lab : spec.labeled_volumes()) {
     Cell cell{m_lab, {}, {}};
-    for (int64_t r = 0; r < spec.repeats(); ++r) {
+    const int64_t first = spec.has_repeat() ? spec.repeat() : 0;
+    const int64_t last = spec.has_repeat() ? spec.repeat() + 1 : spec.repeats();
+    for (int64_t r = first; r < last; ++r) {
       core::FinetuneOptions o = base;
       o.labeled_volumes = m_lab;
       o.repeat = r;

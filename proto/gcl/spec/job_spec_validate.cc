@@ -268,6 +268,13 @@ absl::Status CheckFinetuneKeys(const JobSpec& spec, const Checker& c) {
   if (spec.has_repeats() && spec.repeats() < 1) {
     return c.Fail("repeats", absl::StrCat("must be >= 1, got ", spec.repeats()));
   }
+  if (spec.has_repeat()) {
+    if (spec.kind() != gcl::v1::KIND_FINETUNE) return c.Fail("repeat", "only for kind finetune");
+    const int64_t repeats = spec.has_repeats() ? spec.repeats() : 1;
+    if (spec.repeat() < 0 || spec.repeat() >= repeats) {
+      return c.Fail("repeat", absl::StrCat("must be in [0, repeats = ", repeats, "), got ", spec.repeat()));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -253,6 +253,10 @@ absl::Status RunFinetuneImpl(const Dataset& dataset, const FinetuneOptions& opt,
     for (size_t i = 0; i < result.labeled_ids.size(); ++i) {
       j += (i ? ", " : "") + JsonQuote(result.labeled_ids[i]);
     }
+    j += "],\n  \"class_names\": [";
+    for (size_t i = 0; i < dataset.class_names.size(); ++i) {
+      j += (i ? ", " : "") + JsonQuote(dataset.class_names[i]);
+    }
     j += "],\n  \"labeled_volumes\": " + std::to_string(opt.labeled_volumes) +
          ",\n  \"repeat\": " + std::to_string(opt.repeat) +
          ",\n  \"seed\": " + std::to_string(opt.seed) +

@@ -1,0 +1,122 @@
+// JobService's read side over the registry and the artifact store:
+// StreamLogs, ListCheckpoints, DownloadCheckpoint, ListResults, ListWorkers.
+#include "server/job_service.h"
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/checkpoint_download.h"
+#include "server/grpc_status.h"
+#include "server/job_convert.h"
+
+namespace gcl::server {
+namespace {
+
+grpc::Status Invalid(const std::string& message) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
+}
+
+}  // namespace
+
+grpc::Status JobServiceImpl::StreamLogs(grpc::ServerContext* ctx,
+                                        const gcl::v1::StreamLogsRequest* req,
+                                        grpc::ServerWriter<gcl::v1::LogLine>* writer) {
+  if (req->id().empty()) return Invalid("id: required (a job id, j-...)");
+  if (req->attempt() < 0)
+    return Invalid(absl::StrCat("attempt: must be >= 0, got ", req->attempt()));
+  if (req->after_seq() < 0)
+    return Invalid(absl::StrCat("after_seq: must be >= 0, got ", req->after_seq()));
+  storage::Registry& reg = plane_->registry();
+  int64_t after = req->after_seq();
+  gcl::v1::LogLine line;
+  while (true) {
+    // State before events, as in WatchJob: once terminal here, every line
+    // of the job is already in the log read below.
+    absl::StatusOr<storage::JobRecord> rec = reg.GetJob(req->id());
+    if (!rec.ok()) return ToGrpcStatus(rec.status());
+    absl::StatusOr<std::vector<storage::JobEvent>> events = reg.EventsAfter(req->id(), after);
+    if (!events.ok()) return ToGrpcStatus(events.status());
+    for (const storage::JobEvent& e : *events) {
+      after = e.seq;
+      if (e.kind != kLogEvent) continue;
+      line.Clear();
+      if (!google::protobuf::util::JsonStringToMessage(e.payload_json, &line).ok()) continue;
+      if (line.attempt() == 0) line.set_attempt(e.attempt);
+      if (req->attempt() > 0 && line.attempt() != req->attempt()) continue;
+      if (line.time_ms() == 0) line.set_time_ms(e.at_ms);
+      line.set_seq(e.seq);
+      if (!writer->Write(line))
+        return grpc::Status(grpc::StatusCode::CANCELLED, "reader went away");
+    }
+    if (events->size() >= 1000) continue;  // a full page: read on at once
+    if (!req->follow() || storage::IsTerminal(rec->state)) return grpc::Status::OK;
+    if (ctx->IsCancelled())
+      return grpc::Status(grpc::StatusCode::CANCELLED, "log stream cancelled");
+    if (stopping_->load())
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
+    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms_));
+  }
+}
+
+grpc::Status JobServiceImpl::ListCheckpoints(grpc::ServerContext*,
+                                             const gcl::v1::ListCheckpointsRequest* req,
+                                             gcl::v1::ListCheckpointsResponse* resp) {
+  if (req->job_id().empty()) return Invalid("job_id: required (a job id, j-...)");
+  absl::StatusOr<std::vector<storage::CheckpointRecord>> list =
+      plane_->registry().ListCheckpoints(req->job_id());
+  if (!list.ok()) return ToGrpcStatus(list.status());
+  for (const storage::CheckpointRecord& c : *list) *resp->add_checkpoints() = ToProtoCheckpoint(c);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::DownloadCheckpoint(
+    grpc::ServerContext*, const gcl::v1::DownloadCheckpointRequest* req,
+    grpc::ServerWriter<gcl::v1::CheckpointChunk>* writer) {
+  return StreamCheckpoint(*plane_, *req, writer);
+}
+
+grpc::Status JobServiceImpl::ListResults(grpc::ServerContext*,
+                                         const gcl::v1::ListResultsRequest* req,
+                                         gcl::v1::ListResultsResponse* resp) {
+  storage::Registry& reg = plane_->registry();
+  std::vector<storage::JobRecord> jobs;
+  if (!req->job_id().empty()) {
+    absl::StatusOr<storage::JobRecord> rec = reg.GetJob(req->job_id());
+    if (!rec.ok()) return ToGrpcStatus(rec.status());
+    jobs.push_back(std::move(*rec));
+  } else {
+    absl::StatusOr<std::vector<storage::JobRecord>> with = reg.JobsWithResults();
+    if (!with.ok()) return ToGrpcStatus(with.status());
+    for (storage::JobRecord& j : *with) {
+      if (j.state == storage::JobState::kSucceeded) jobs.push_back(std::move(j));
+    }
+  }
+  for (const storage::JobRecord& job : jobs) {
+    absl::StatusOr<std::vector<storage::ResultSummary>> rows = reg.SummarizeResults(job.id);
+    if (!rows.ok()) return ToGrpcStatus(rows.status());
+    for (gcl::v1::ResultCell& cell : ToResultCells(job.id, *rows))
+      *resp->add_cells() = std::move(cell);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext*, const gcl::v1::ListWorkersRequest*,
+                                         gcl::v1::ListWorkersResponse* resp) {
+  storage::Registry& reg = plane_->registry();
+  absl::StatusOr<std::vector<storage::WorkerRecord>> workers = reg.ListWorkers();
+  if (!workers.ok()) return ToGrpcStatus(workers.status());
+  absl::StatusOr<std::vector<storage::AttemptRecord>> running = reg.ListRunningAttempts();
+  if (!running.ok()) return ToGrpcStatus(running.status());
+  std::map<std::string, std::vector<std::string>> jobs_of;
+  for (const storage::AttemptRecord& a : *running) jobs_of[a.worker_id].push_back(a.job_id);
+  for (const storage::WorkerRecord& w : *workers)
+    *resp->add_workers() = ToProtoWorker(w, jobs_of[w.id]);
+  return grpc::Status::OK;
+}
+
+}  // namespace gcl::server
