@@ -102,6 +102,11 @@ if [ -n "$WORKER" ]; then
   WPID=$!
   for _ in $(seq 100); do grep -q "registered as w-tls" worker.log && break; sleep 0.1; done
   grep -q "registered as w-tls" worker.log || { cat worker.log; fail "worker did not register over TLS"; }
+  # A read verb added later (ListWorkers) carries the token like every call.
+  "$CTL" --addr "$ADDR" --tls-ca certs/ca.pem --token s3cr3t workers > workers.txt 2> err.txt \
+    || { cat err.txt; fail "workers over TLS failed"; }
+  grep -q "w-tls" workers.txt || { cat workers.txt; fail "workers does not list w-tls"; }
+  expect_fail "workers without token" "missing token" "$CTL" --addr "$ADDR" --tls-ca certs/ca.pem workers
   kill -TERM "$WPID"; wait "$WPID" || true; WPID=""
 fi
 stop
