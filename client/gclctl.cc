@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/channel.h"
 #include "client/format.h"
 #include "client/table.h"
 #include "client/verbs.h"
@@ -23,7 +24,8 @@ namespace {
 
 constexpr int kOk = kExitOk, kServerError = kExitFailed, kUsage = kExitUsage;
 constexpr char kUsageText[] =
-    "usage: gclctl [--addr HOST:PORT] [--token T] VERB [ARGS] [--output table|json]\n"
+    "usage: gclctl [--addr HOST:PORT] [--token T] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]\n"
+    "              VERB [ARGS] [--output table|json]\n"
     "verbs:\n"
     "  submit FILE                      submit a job spec (YAML); prints the job id\n"
     "  list [--state S]...              jobs, newest first\n"
@@ -81,17 +83,15 @@ void PrintJob(const gcl::v1::Job& job, std::ostream& out) {
 
 class Cli {
  public:
-  Cli(std::string addr, std::ostream& out, std::ostream& err, bool tty)
-      : addr_(std::move(addr)), out_(out), err_(err), tty_(tty) {
-    grpc::ChannelArguments ch;
-    // Long watches from workstations: ping every 60 s (the server permits 30 s).
-    ch.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
-    ch.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    stub_ = gcl::v1::JobService::NewStub(grpc::CreateCustomChannel(addr_, grpc::InsecureChannelCredentials(), ch));
+  // `channel` carries the credentials and the token (client/channel.h).
+  Cli(const ClientConfig& config, const std::shared_ptr<grpc::Channel>& channel, std::ostream& out,
+      std::ostream& err, bool tty)
+      : addr_(config.addr), tls_(!config.tls_ca.empty()), out_(out), err_(err), tty_(tty) {
+    stub_ = gcl::v1::JobService::NewStub(channel);
   }
 
   int Fail(const grpc::Status& s) {
-    err_ << DescribeRpcError(s, addr_) << "\n";
+    err_ << DescribeRpcError(s, addr_, tls_) << "\n";
     return kServerError;
   }
 
@@ -100,6 +100,7 @@ class Cli {
     CallEnv env;
     env.stub = stub_.get();
     env.addr = addr_;
+    env.tls = tls_;
     env.out = &out_;
     env.err = &err_;
     env.json = a.output == "json";
@@ -193,6 +194,7 @@ class Cli {
 
  private:
   std::string addr_;
+  bool tls_;
   std::ostream& out_;
   std::ostream& err_;
   bool tty_;
@@ -201,11 +203,39 @@ class Cli {
 
 }  // namespace
 
-std::string DescribeRpcError(const grpc::Status& s, const std::string& addr) {
+std::string DescribeRpcError(const grpc::Status& s, const std::string& addr, bool tls) {
   switch (s.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
       if (absl::StrContains(s.error_message(), "shutting down")) {
         return absl::StrCat("gclctl: the coordinator at ", addr, " is shutting down; try again shortly");
+      }
+      if (tls && absl::StrContains(s.error_message(), "wrong version number")) {
+        return absl::StrCat("gclctl: the coordinator at ", addr,
+                            " does not speak TLS (plaintext port): drop --tls-ca / GCL_TLS_CA");
+      }
+      if (tls && (absl::StrContains(s.error_message(), "andshake") ||
+                  absl::StrContains(s.error_message(), "SSL") ||
+                  absl::StrContains(s.error_message(), "ertificate"))) {
+        return absl::StrCat("gclctl: TLS handshake with ", addr,
+                            " failed: check that --tls-ca is the CA that signed the coordinator's ",
+                            "certificate, that the address is a name in that certificate (e.g. ",
+                            "localhost), and, if the coordinator wants client certificates, ",
+                            "--tls-cert/--tls-key (", s.error_message(), ")");
+      }
+      if (tls) {
+        // With TLS 1.3 a server that wants a client certificate closes the
+        // connection after the handshake, which shows as a plain failure.
+        return absl::StrCat("gclctl: cannot reach the coordinator at ", addr,
+                            " or it closed the TLS connection (is gcl-coordinator running? does ",
+                            "it serve TLS, or plaintext: then drop --tls-ca? does it want a ",
+                            "client certificate: --tls-cert/--tls-key?): ", s.error_message());
+      }
+      if (absl::StrContains(s.error_message(), "Socket closed") ||
+          absl::StrContains(s.error_message(), "Connection reset")) {
+        // What a plaintext client sees from a TLS port.
+        return absl::StrCat("gclctl: the coordinator at ", addr,
+                            " closed the connection; if it serves TLS, pass --tls-ca CA.pem or ",
+                            "set GCL_TLS_CA (", s.error_message(), ")");
       }
       return absl::StrCat("gclctl: cannot reach the coordinator at ", addr, " (is gcl-coordinator running?)");
     case grpc::StatusCode::DEADLINE_EXCEEDED:
@@ -213,8 +243,12 @@ std::string DescribeRpcError(const grpc::Status& s, const std::string& addr) {
     case grpc::StatusCode::UNIMPLEMENTED:
       return absl::StrCat("gclctl: the coordinator at ", addr, " does not support this command yet");
     case grpc::StatusCode::UNAUTHENTICATED:
-      return absl::StrCat("gclctl: the coordinator refused the token (set --token or GCL_TOKEN): ",
-                          s.error_message());
+      return absl::StrCat("gclctl: the coordinator at ", addr, " did not accept you: ",
+                          s.error_message(), ". Pass your token with --token, GCL_TOKEN or ",
+                          "`token:` in ~/.config/gcl/config.yaml (the coordinator's admin ",
+                          "hands out tokens)");
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return absl::StrCat("gclctl: not allowed: ", s.error_message());
     default:
       return absl::StrCat("gclctl: ", s.error_message());
   }
@@ -239,6 +273,14 @@ int RunGclctl(const std::vector<std::string>& argv, const ConfigSources& sources
       if (!value(&sources.flag_addr)) return (err << "gclctl: --addr needs HOST:PORT\n" << kUsageText, kUsage);
     } else if (arg == "--token") {
       if (!value(&sources.flag_token)) return (err << "gclctl: --token needs a value\n", kUsage);
+    } else if (arg == "--tls-ca") {
+      if (!value(&sources.flag_tls_ca)) return (err << "gclctl: --tls-ca needs a file\n", kUsage);
+    } else if (arg == "--tls-cert") {
+      if (!value(&sources.flag_tls_cert)) {
+        return (err << "gclctl: --tls-cert needs a file\n", kUsage);
+      }
+    } else if (arg == "--tls-key") {
+      if (!value(&sources.flag_tls_key)) return (err << "gclctl: --tls-key needs a file\n", kUsage);
     } else if (arg == "--output") {
       if (!value(&a.output) || (a.output != "json" && a.output != "table")) {
         return (err << "gclctl: --output must be table or json\n", kUsage);
@@ -282,7 +324,13 @@ int RunGclctl(const std::vector<std::string>& argv, const ConfigSources& sources
     err << "gclctl: " << a.verb << " takes " << what << "\n" << kUsageText;
     return false;
   };
-  Cli cli(config->addr, out, err, out_is_tty);
+  grpc::ChannelArguments ch;
+  // Long watches from workstations: ping every 60 s (the server permits 30 s).
+  ch.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
+  ch.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = OpenChannel(*config, ch);
+  if (!channel.ok()) return (err << "gclctl: " << channel.status().message() << "\n", kUsage);
+  Cli cli(*config, *channel, out, err, out_is_tty);
   if (a.verb == "submit") return need(1, "one FILE") ? cli.Submit(a.positional[0]) : kUsage;
   if (a.verb == "list") return need(0, "no arguments (filters: --state S)") ? cli.List(a) : kUsage;
   if (a.verb == "get") return need(1, "one job ID") ? cli.Get(a.positional[0], a.output) : kUsage;

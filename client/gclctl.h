@@ -1,7 +1,12 @@
 // gclctl, the command-line client of gcl-coordinator, as a function so tests
 // run it in-process:
 //
-//   gclctl [--addr HOST:PORT] [--token T] VERB ARGS... [--output table|json]
+//   gclctl [--addr HOST:PORT] [--token T] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]
+//          VERB ARGS... [--output table|json]
+//   (each also from GCL_ADDR, GCL_TOKEN, GCL_TLS_CA, GCL_TLS_CERT, GCL_TLS_KEY
+//   or ~/.config/gcl/config.yaml: client/config.h; the token goes as
+//   "authorization: Bearer T" on every call; --tls-ca turns TLS on, and with
+//   TLS --addr must be a name in the coordinator's certificate)
 //   submit FILE          sends the YAML text; prints the new job id
 //   list [--state S]...  newest first: id, name, kind, state, attempt, reason
 //   get ID               one job (reason, queue position, worker)
@@ -28,11 +33,13 @@
 // --output json (or -o json, except for download) on every read verb.
 // watch and logs -f reopen a broken stream after the last event seen.
 //
-// Exit codes: 0 ok, 1 the coordinator refused or could not be reached, 2
-// usage error. Errors are one line "gclctl: ..." on `err` saying what failed
-// and what to do (unknown job: "no job ID (check `gclctl list`)"); spec
-// errors keep the server's "FILE:LINE:COL: key: what" with the user's file
-// name.
+// Exit codes: 0 ok, 1 the coordinator refused (a missing/invalid token:
+// UNAUTHENTICATED, a job of someone else: PERMISSION_DENIED, ...) or could
+// not be reached (also a failed TLS handshake), 2 usage or config error
+// (also an unreadable TLS file). Errors are one line "gclctl: ..." on `err`
+// saying what failed and what to do (unknown job: "no job ID (check `gclctl
+// list`)"); spec errors keep the server's "FILE:LINE:COL: key: what" with the
+// user's file name.
 #pragma once
 
 #include <ostream>
@@ -50,7 +57,8 @@ namespace gcl::client {
 int RunGclctl(const std::vector<std::string>& args, const ConfigSources& sources, std::ostream& out,
               std::ostream& err, bool out_is_tty = false);
 
-// The one-line message a lab user sees for a failed RPC to `addr`.
-std::string DescribeRpcError(const grpc::Status& status, const std::string& addr);
+// The one-line message a lab user sees for a failed RPC to `addr`, saying
+// what to do; `tls`: the channel used TLS (shapes the connection hints).
+std::string DescribeRpcError(const grpc::Status& status, const std::string& addr, bool tls = false);
 
 }  // namespace gcl::client

@@ -45,7 +45,7 @@ int FailForCheckpoint(const CallEnv& env, const grpc::Status& s, const std::stri
                << " (ask its operator to check the artifact store)\n";
       return kExitFailed;
     default:
-      *env.err << DescribeRpcError(s, env.addr) << "\n";
+      *env.err << DescribeRpcError(s, env.addr, env.tls) << "\n";
       return kExitFailed;
   }
 }
@@ -127,7 +127,7 @@ int FailForJob(const CallEnv& env, const grpc::Status& s, const std::string& id)
   if (s.error_code() == grpc::StatusCode::NOT_FOUND && absl::StrContains(s.error_message(), id)) {
     *env.err << "gclctl: no job " << id << " (check `gclctl list`)\n";
   } else {
-    *env.err << DescribeRpcError(s, env.addr) << "\n";
+    *env.err << DescribeRpcError(s, env.addr, env.tls) << "\n";
   }
   return kExitFailed;
 }
@@ -197,7 +197,7 @@ int WorkersVerb(const CallEnv& env) {
   grpc::Status s =
       env.stub->ListWorkers(env.unary_context().get(), gcl::v1::ListWorkersRequest(), &resp);
   if (!s.ok()) {
-    *env.err << DescribeRpcError(s, env.addr) << "\n";
+    *env.err << DescribeRpcError(s, env.addr, env.tls) << "\n";
     return kExitFailed;
   }
   if (env.json) {

@@ -20,6 +20,7 @@ inline constexpr int kExitOk = 0, kExitFailed = 1, kExitUsage = 2;
 struct CallEnv {
   gcl::v1::JobService::Stub* stub = nullptr;
   std::string addr;  // for messages
+  bool tls = false;  // the channel uses TLS (shapes connection hints in messages)
   std::ostream* out = nullptr;
   std::ostream* err = nullptr;
   bool json = false;  // --output json

@@ -11,7 +11,7 @@ GCL_PACKAGES=(
   libabsl-dev prometheus-cpp-dev libsqlite3-dev libssl-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libhdf5-dev libnifti2-dev libznz-dev libyaml-cpp-dev
-  gnuplot-nox
+  gnuplot-nox openssl
 )
 
 gcl_install_packages() {

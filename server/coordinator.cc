@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <utility>
+#include <vector>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -10,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gcl/base/status_macros.h"
+#include "server/auth_interceptor.h"
+#include "server/transport_security.h"
 
 namespace gcl::server {
 
@@ -19,10 +23,41 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
   if (options.artifacts_dir.empty()) options.artifacts_dir = options.db_path + ".artifacts";
   // The ticker checkpoints the WAL, so no commit (no submit) pays for it.
   options.registry.wal_autocheckpoint = false;
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls-cert and --tls-key go together (the server certificate and its private key)");
+  }
+  const bool tls = !options.tls_cert.empty();
+  if (!options.tls_client_ca.empty() && !tls) {
+    return absl::InvalidArgumentError(
+        "--tls-client-ca needs --tls-cert and --tls-key (mTLS runs over TLS)");
+  }
+  const bool tokens = !options.tokens_file.empty();
+  if (!(tls && tokens) && !options.allow_insecure_remote && !IsLoopbackListen(options.listen)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--listen ", options.listen, " is reachable from other hosts but has no ",
+        tls ? "tokens" : tokens ? "TLS" : "TLS and no tokens",
+        ": anyone on the network could read, submit and cancel jobs. Add --tls-cert/--tls-key ",
+        "(deploy/make-certs.sh makes them) and --tokens FILE, or listen on 127.0.0.1, or pass ",
+        "--insecure-allow-remote on a network you trust"));
+  }
+  std::shared_ptr<const TokenTable> table;
+  if (tokens) {
+    GCL_ASSIGN_OR_RETURN(TokenTable loaded, TokenTable::LoadFile(options.tokens_file));
+    table = std::make_shared<const TokenTable>(std::move(loaded));
+  }
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (tls) {
+    const ServerTlsFiles files{options.tls_cert, options.tls_key, options.tls_client_ca};
+    GCL_ASSIGN_OR_RETURN(credentials, MakeServerTlsCredentials(files));
+  }
   GCL_ASSIGN_OR_RETURN(auto registry, storage::Registry::Open(options.db_path, options.registry));
   GCL_ASSIGN_OR_RETURN(auto artifacts, storage::ArtifactStore::Open(options.artifacts_dir));
-  return std::unique_ptr<Coordinator>(
+  auto coordinator = std::unique_ptr<Coordinator>(
       new Coordinator(std::move(options), std::move(registry), std::move(artifacts)));
+  coordinator->tokens_ = std::move(table);
+  coordinator->credentials_ = std::move(credentials);
+  return coordinator;
 }
 
 Coordinator::Coordinator(Options options, std::unique_ptr<storage::Registry> registry,
@@ -52,7 +87,11 @@ absl::Status Coordinator::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort(options_.listen, credentials_, &port_);
+  // Tokens and roles are checked for every call, whatever the transport.
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<AuthInterceptorFactory>(tokens_));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // Long watch streams from workstations: accept client pings every 30 s.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 30000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);

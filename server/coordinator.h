@@ -8,7 +8,11 @@
 //   ...
 //   c->Shutdown();                     // NOT_SERVING, drain, stop
 //
-// Auth, TLS and the metrics endpoint are not wired yet (insecure transport).
+// Security (deploy/README.md): TLS or mTLS on the port when tls_cert/tls_key
+// are set; bearer tokens from tokens_file checked for every RPC by the
+// AuthInterceptorFactory (server/auth_interceptor.h). Without TLS and tokens
+// only a loopback address is served, unless allow_insecure_remote.
+// The metrics endpoint is not wired yet.
 #pragma once
 
 #include <atomic>
@@ -25,6 +29,7 @@
 #include "absl/synchronization/notification.h"
 #include "server/control_plane.h"
 #include "server/job_service.h"
+#include "server/token_table.h"
 #include "server/worker_service.h"
 #include "storage/artifact_store.h"
 #include "storage/registry.h"
@@ -44,10 +49,19 @@ class Coordinator {
     int watch_poll_ms = 100;               // WatchJob's event-log poll period
     int64_t shutdown_grace_ms = 5000;      // in-flight calls get this long at Shutdown
     storage::RegistryOptions registry;     // clock injection for tests
+    // TLS: certificate chain + private key (PEM); with tls_client_ca too
+    // (mTLS), clients must present a certificate signed by that CA.
+    std::string tls_cert, tls_key, tls_client_ca;
+    std::string tokens_file;            // TokenTable YAML; "" = auth off (all callers admin)
+    bool allow_insecure_remote = false;  // serve a non-loopback address without TLS + tokens
   };
 
-  // Opens (and migrates) the registry; kInvalidArgument for a missing
-  // db_path or lease_ms <= 0.
+  // Opens (and migrates) the registry, loads the tokens and TLS files.
+  // kInvalidArgument for a missing db_path, lease_ms <= 0, tls_cert without
+  // tls_key (or the reverse), tls_client_ca without TLS, a bad tokens file
+  // (FILE:LINE:COL) or bad PEM files (naming flag and file); kNotFound for an
+  // unreadable file; kFailedPrecondition for a non-loopback listen address
+  // without TLS and tokens (unless allow_insecure_remote), saying how to fix it.
   static absl::StatusOr<std::unique_ptr<Coordinator>> Create(Options options);
   ~Coordinator();  // Shutdown()
 
@@ -76,6 +90,8 @@ class Coordinator {
   std::unique_ptr<storage::Registry> registry_;
   std::unique_ptr<storage::ArtifactStore> artifacts_;
   std::unique_ptr<ControlPlane> plane_;
+  std::shared_ptr<const TokenTable> tokens_;                // null: auth off
+  std::shared_ptr<grpc::ServerCredentials> credentials_;   // TLS or insecure
   std::atomic<bool> stopping_{false};
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;

@@ -1,4 +1,6 @@
 // gcl-coordinator --listen ADDR --db FILE --artifacts DIR [--lease-seconds N]
+//                 [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
+//                 [--tokens FILE] [--insecure-allow-remote]
 // Serves JobService and WorkerService until SIGTERM/SIGINT, then shuts down
 // gracefully (health NOT_SERVING, watchers told, in-flight calls drained).
 #include <signal.h>
@@ -13,7 +15,15 @@
 namespace {
 
 constexpr char kUsage[] =
-    "usage: gcl-coordinator --listen HOST:PORT --db FILE [--artifacts DIR] [--lease-seconds N]\n";
+    "usage: gcl-coordinator --listen HOST:PORT --db FILE [--artifacts DIR] [--lease-seconds N]\n"
+    "                       [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n"
+    "                       [--tokens FILE] [--insecure-allow-remote]\n"
+    "  --tls-cert, --tls-key   TLS on the port: server certificate chain and its key\n"
+    "  --tls-client-ca         mTLS: clients must present a certificate this CA signed\n"
+    "  --tokens FILE           bearer tokens (YAML: tokens: [{token, user, role}]);\n"
+    "                          without it every caller is an admin\n"
+    "  --insecure-allow-remote serve a non-loopback address without TLS and tokens\n"
+    "  deploy/make-certs.sh makes a CA and certificates; see deploy/README.md\n";
 
 int Usage(const std::string& why) {
   std::fprintf(stderr, "gcl-coordinator: %s\n%s", why.c_str(), kUsage);
@@ -41,6 +51,16 @@ int main(int argc, char** argv) {
       if (!value(&options.db_path)) return Usage("--db needs a file");
     } else if (arg == "--artifacts") {
       if (!value(&options.artifacts_dir)) return Usage("--artifacts needs a folder");
+    } else if (arg == "--tls-cert") {
+      if (!value(&options.tls_cert)) return Usage("--tls-cert needs a PEM file");
+    } else if (arg == "--tls-key") {
+      if (!value(&options.tls_key)) return Usage("--tls-key needs a PEM file");
+    } else if (arg == "--tls-client-ca") {
+      if (!value(&options.tls_client_ca)) return Usage("--tls-client-ca needs a PEM file");
+    } else if (arg == "--tokens") {
+      if (!value(&options.tokens_file)) return Usage("--tokens needs a YAML file");
+    } else if (arg == "--insecure-allow-remote") {
+      options.allow_insecure_remote = true;
     } else if (arg == "--lease-seconds") {
       if (!value(&v)) return Usage("--lease-seconds needs a number");
       char* end = nullptr;
@@ -70,6 +90,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "gcl-coordinator: %s\n", std::string(s.message()).c_str());
     return 1;
   }
+  std::fprintf(stderr, "gcl-coordinator: %s; %s\n",
+               options.tls_cert.empty()           ? "plaintext (no TLS)"
+               : options.tls_client_ca.empty()    ? "TLS"
+                                                  : "mTLS (client certificates required)",
+               options.tokens_file.empty() ? "no --tokens: auth off, every caller is an admin"
+                                           : "bearer tokens required");
   std::printf("listening on %s\n", (*coordinator)->address().c_str());
   std::fflush(stdout);
   int sig = 0;

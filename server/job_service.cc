@@ -9,6 +9,7 @@
 #include "gcl/spec/job_spec_paths.h"
 #include "gcl/spec/job_spec_validate.h"
 #include "gcl/spec/job_spec_yaml.h"
+#include "server/auth_interceptor.h"
 #include "server/grpc_status.h"
 #include "server/job_convert.h"
 
@@ -51,10 +52,13 @@ absl::Status JobServiceImpl::CheckInitJob(const storage::NewJob& job) {
   return plane_->graph().CheckInitJob(spec);
 }
 
-grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const gcl::v1::SubmitJobRequest* req,
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx,
+                                       const gcl::v1::SubmitJobRequest* req,
                                        gcl::v1::SubmitJobResponse* resp) {
   if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
-  absl::StatusOr<storage::NewJob> job = ToNewJob(*req, /*owner=*/"");
+  absl::StatusOr<Caller> caller = CallerOf(ctx);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  absl::StatusOr<storage::NewJob> job = ToNewJob(*req, /*owner=*/caller->user);
   if (!job.ok()) return ToGrpcStatus(job.status());
   if (job->kind == "experiment") job->devices = 0;  // its children hold the devices
   if (absl::Status s = CheckInitJob(*job); !s.ok()) return ToGrpcStatus(s);
@@ -105,11 +109,16 @@ grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const gcl::v1::ListJ
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const gcl::v1::CancelJobRequest* req,
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* ctx,
+                                       const gcl::v1::CancelJobRequest* req,
                                        gcl::v1::CancelJobResponse* resp) {
+  absl::StatusOr<Caller> caller = CallerOf(ctx);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   storage::Registry& reg = plane_->registry();
   absl::StatusOr<storage::JobRecord> rec = reg.GetJob(req->id());
   if (!rec.ok()) return ToGrpcStatus(rec.status());
+  absl::Status may = MayActOnJob(*caller, rec->id, rec->owner, "cancel");
+  if (!may.ok()) return ToGrpcStatus(may);
   const std::string reason = req->reason().empty() ? "cancelled by user" : req->reason();
   absl::Status moved;
   switch (rec->state) {

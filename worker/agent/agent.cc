@@ -200,6 +200,10 @@ absl::Status Agent::Run() {
         AgentLog(absl::StrCat("registered as ", options_.worker_id, " with ",
                               options_.coordinator));
         wait = absl::ZeroDuration();
+      } else if (absl::IsUnauthenticated(s) || absl::IsPermissionDenied(s)) {
+        // Retrying cannot fix a token: stop with the coordinator's reason.
+        return absl::Status(s.code(), absl::StrCat(s.message(), " (gcl-worker needs a token with ",
+                                                   "role worker or admin: --token or GCL_TOKEN)"));
       } else {
         AgentLog(absl::StrCat(s.message(), "; retrying in ", absl::FormatDuration(backoff)));
         wait = backoff;

@@ -62,7 +62,9 @@ class Agent {
   Agent& operator=(const Agent&) = delete;
 
   // Registers (retrying with backoff), then heartbeats until Shutdown().
-  // Returns OK after Shutdown(); never fails because of a trainer.
+  // Returns OK after Shutdown(); never fails because of a trainer. Returns
+  // kUnauthenticated / kPermissionDenied at once when Register is refused
+  // for the token (retrying cannot fix it).
   absl::Status Run();
   // Thread-safe: stops Run() and kills running trainers (kill_grace).
   void Shutdown();

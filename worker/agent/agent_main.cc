@@ -1,6 +1,10 @@
 // gcl-worker: the worker agent (architecture.md section 3).
 //   gcl-worker --coordinator ADDR --work-dir DIR --trainer PATH [--worker-id ID]
-//              [--token TOKEN] [--stall-timeout SECONDS] [--kill-grace SECONDS]
+//              [--token TOKEN] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]
+//              [--stall-timeout SECONDS] [--kill-grace SECONDS]
+// --token defaults to $GCL_TOKEN (a token with role worker when the
+// coordinator has --tokens); --tls-* to $GCL_TLS_CA, $GCL_TLS_CERT,
+// $GCL_TLS_KEY. With TLS, ADDR must be a name in the coordinator's certificate.
 // SIGINT/SIGTERM: kill the running trainers (grace) and exit.
 #include <signal.h>
 
@@ -10,6 +14,8 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/ascii.h"
+#include "client/channel.h"
 #include "worker/agent/agent.h"
 
 namespace {
@@ -17,7 +23,8 @@ namespace {
 int Usage(const char* why) {
   std::fprintf(stderr,
                "gcl-worker: %s\nusage: gcl-worker --coordinator ADDR --work-dir DIR --trainer PATH "
-               "[--worker-id ID] [--token TOKEN] [--stall-timeout S] [--kill-grace S]\n",
+               "[--worker-id ID] [--token TOKEN] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] "
+               "[--stall-timeout S] [--kill-grace S]\n",
                why);
   return 2;
 }
@@ -27,6 +34,10 @@ int Usage(const char* why) {
 int main(int argc, char** argv) {
   gcl::agent::AgentOptions options;
   if (const char* token = std::getenv("GCL_TOKEN")) options.token = token;
+  std::string tls_ca, tls_cert, tls_key;
+  if (const char* v = std::getenv("GCL_TLS_CA")) tls_ca = v;
+  if (const char* v = std::getenv("GCL_TLS_CERT")) tls_cert = v;
+  if (const char* v = std::getenv("GCL_TLS_KEY")) tls_key = v;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") return Usage("the GCL worker agent"), 0;
@@ -42,6 +53,12 @@ int main(int argc, char** argv) {
       options.worker_id = v;
     } else if (arg == "--token") {
       options.token = v;
+    } else if (arg == "--tls-ca") {
+      tls_ca = v;
+    } else if (arg == "--tls-cert") {
+      tls_cert = v;
+    } else if (arg == "--tls-key") {
+      tls_key = v;
     } else if (arg == "--stall-timeout" || arg == "--kill-grace") {
       char* end = nullptr;
       const double s = std::strtod(v.c_str(), &end);
@@ -52,6 +69,13 @@ int main(int argc, char** argv) {
     }
   }
   if (options.coordinator.empty()) return Usage("--coordinator is required");
+  if (tls_cert.empty() != tls_key.empty()) return Usage("--tls-cert and --tls-key go together");
+  if (!tls_cert.empty() && tls_ca.empty()) return Usage("--tls-cert needs --tls-ca (TLS)");
+  auto credentials = gcl::client::ChannelCredentialsFromFiles(tls_ca, tls_cert, tls_key);
+  if (!credentials.ok()) return Usage(std::string(credentials.status().message()).c_str());
+  options.credentials = *credentials;
+  // Metadata values may not hold the newline a token file often ends in.
+  options.token = std::string(absl::StripAsciiWhitespace(options.token));
 
   // Signals are taken by a dedicated thread (sigwait), not a handler.
   sigset_t set;
