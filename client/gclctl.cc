@@ -4,7 +4,9 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <sstream>
+#include <thread>
 
 #include <grpcpp/grpcpp.h>
 
@@ -122,8 +124,19 @@ class Cli {
     req.set_spec_yaml(text.str());
     std::error_code ec;
     req.set_spec_dir(std::filesystem::absolute(file, ec).parent_path().string());
+    // One key for every try: a submit whose reply was lost is not stored twice.
+    std::random_device rd;
+    req.set_request_id(absl::StrFormat("%08x%08x%08x%08x", rd(), rd(), rd(), rd()));
     gcl::v1::SubmitJobResponse resp;
-    grpc::Status s = stub_->SubmitJob(UnaryContext().get(), req, &resp);
+    grpc::Status s;
+    for (int tries = 0; tries < 3; ++tries) {  // a restarting coordinator: 0.5 s, then 1 s
+      if (tries > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500 << (tries - 1)));
+      s = stub_->SubmitJob(UnaryContext().get(), req, &resp);
+      if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+          s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+        break;
+      }
+    }
     if (!s.ok()) {
       std::string msg = s.error_message();
       // The server names the text "spec.yaml"; the user knows it by its path.

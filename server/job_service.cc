@@ -41,6 +41,7 @@ absl::StatusOr<storage::NewJob> ToNewJob(const gcl::v1::SubmitJobRequest& req, c
   job.devices = spec.resources().has_devices() ? spec.resources().devices() : 1;
   job.spec_blob = spec.SerializeAsString();
   job.spec_text = req.spec_yaml().empty() ? spec.DebugString() : req.spec_yaml();
+  job.request_id = req.request_id();
   return job;
 }
 

@@ -127,6 +127,13 @@ constexpr std::string_view kV3 = R"sql(
 CREATE INDEX jobs_by_state_created ON jobs(state, created_ms, id);
 )sql";
 
+// v4: idempotent submits. A retried SubmitJob carrying the same
+// (owner, request_id) finds the job the first one created.
+constexpr std::string_view kV4 = R"sql(
+ALTER TABLE jobs ADD COLUMN request_id TEXT;
+CREATE UNIQUE INDEX jobs_by_request ON jobs(owner, request_id) WHERE request_id IS NOT NULL;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& Migrations() {
@@ -134,6 +141,7 @@ const std::vector<Migration>& Migrations() {
       {1, "registry: jobs, job_events, workers, attempts, checkpoints, results", kV1},
       {2, "metrics_summaries", kV2},
       {3, "jobs_by_state_created index (ListJobs state filters)", kV3},
+      {4, "jobs.request_id (idempotent submits)", kV4},
   };
   return *kAll;
 }

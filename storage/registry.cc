@@ -249,6 +249,13 @@ absl::StatusOr<JobRecord> Registry::CreateJobLocked(const NewJob& in, int64_t no
     absl::StatusOr<JobRecord> parent = GetJobLocked(in.parent_id);
     if (!parent.ok()) return NotFound("parent job", in.parent_id);
   }
+  if (!in.request_id.empty()) {
+    GCL_ASSIGN_OR_RETURN(Statement st,
+                         db_->Prepare("SELECT id FROM jobs WHERE owner=?1 AND request_id=?2"));
+    st.Bind(1, in.owner).Bind(2, in.request_id);
+    GCL_ASSIGN_OR_RETURN(bool found, st.Step());
+    if (found) return GetJobLocked(st.ColumnText(0));  // a retried submit
+  }
   JobRecord j;
   j.name = in.name;
   j.kind = in.kind;
@@ -272,8 +279,8 @@ absl::StatusOr<JobRecord> Registry::CreateJobLocked(const NewJob& in, int64_t no
         Statement st,
         db_->Prepare(
             "INSERT INTO jobs(id,name,kind,owner,priority,spec_blob,spec_text,state,reason,"
-            "max_attempts,devices,submit_seq,created_ms,updated_ms,queued_ms,parent_id) "
-            "VALUES(?1,?2,?3,?4,?5,?6,?7,'QUEUED',?8,?9,?10,?11,?12,?12,?12,?13)"));
+            "max_attempts,devices,submit_seq,created_ms,updated_ms,queued_ms,parent_id,request_id) "
+            "VALUES(?1,?2,?3,?4,?5,?6,?7,'QUEUED',?8,?9,?10,?11,?12,?12,?12,?13,?14)"));
     st.Bind(1, j.id).Bind(2, j.name).Bind(3, j.kind).Bind(4, j.owner).Bind(5, j.priority);
     st.BindBlob(6, j.spec_blob).Bind(7, j.spec_text).Bind(8, j.reason).Bind(9, j.max_attempts);
     st.Bind(10, j.devices).Bind(11, j.submit_seq).Bind(12, now);
@@ -281,6 +288,11 @@ absl::StatusOr<JobRecord> Registry::CreateJobLocked(const NewJob& in, int64_t no
       st.BindNull(13);
     } else {
       st.Bind(13, j.parent_id);
+    }
+    if (in.request_id.empty()) {
+      st.BindNull(14);
+    } else {
+      st.Bind(14, in.request_id);
     }
     inserted = st.Run();
     if (!absl::IsAlreadyExists(inserted)) break;  // id collision: draw again

@@ -68,6 +68,9 @@ struct NewJob {
   int64_t devices = 1;       // REQUIRES >= 0
   std::string parent_id;     // experiment parent, "" for none (must exist)
   std::string reason;        // initial QUEUED reason; "" -> "waiting for a worker"
+  // Idempotency key, "" for none: creating a job whose (owner, request_id)
+  // already exists returns that job unchanged and writes nothing.
+  std::string request_id;
 };
 
 struct JobRecord {

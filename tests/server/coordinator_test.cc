@@ -191,6 +191,19 @@ TEST_F(CoordinatorTest, InvalidSpecNamesKeyAndLineAndStoresNothing) {
   EXPECT_TRUE(page.jobs.empty());
 }
 
+TEST_F(CoordinatorTest, RetriedSubmitWithTheSameRequestIdStoresOneJob) {
+  gcl::v1::SubmitJobRequest req;
+  req.set_spec_yaml(kValidSpec);
+  req.set_request_id("3f2a-retry");
+  gcl::v1::SubmitJobResponse first, again;
+  grpc::ClientContext c1, c2;
+  ASSERT_TRUE(jobs_->SubmitJob(&c1, req, &first).ok());
+  ASSERT_TRUE(jobs_->SubmitJob(&c2, req, &again).ok());  // e.g. the first reply was lost
+  EXPECT_EQ(again.job().id(), first.job().id());
+  GCL_ASSERT_OK_AND_ASSIGN(storage::JobPage page, coordinator_->registry().ListJobs({}));
+  EXPECT_EQ(page.jobs.size(), 1u);
+}
+
 TEST_F(CoordinatorTest, UnknownJobIsNotFound) {
   gcl::v1::Job job;
   EXPECT_EQ(Get("j-000000000000", &job).error_code(), grpc::StatusCode::NOT_FOUND);

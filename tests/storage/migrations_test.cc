@@ -130,8 +130,11 @@ TEST(MigrationsTest, V2FileWithJobsGetsTheV3StateIndex) {
   EXPECT_EQ(page.jobs[1].id, "j-000000000001");
   GCL_ASSERT_OK_AND_ASSIGN(auto db, Db::Open(path));
   GCL_ASSERT_OK_AND_ASSIGN(int v, SchemaVersion(*db));
-  EXPECT_EQ(v, 3);
+  EXPECT_EQ(v, HeadVersion());
   EXPECT_TRUE(IndexExists(*db, "jobs_by_state_created"));
+  EXPECT_TRUE(IndexExists(*db, "jobs_by_request"));  // v4
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord old, reg->GetJob("j-000000000001"));
+  EXPECT_EQ(old.name, "v2job");  // rows from before v4 read back (request_id NULL)
   // The state filter is answered from the new index, newest first, not by a sort.
   GCL_ASSERT_OK_AND_ASSIGN(
       Statement plan, db->Prepare("EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE state='QUEUED' "

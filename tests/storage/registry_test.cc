@@ -58,6 +58,26 @@ class RegistryTest : public ::testing::Test {
   std::unique_ptr<Registry> reg_;
 };
 
+TEST_F(RegistryTest, SameOwnerAndRequestIdReturnsTheFirstJob) {
+  NewJob job = Job("retry");
+  job.owner = "alice";
+  job.request_id = "req-1";
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord first, reg_->CreateJob(job));
+  job.name = "retry-again";  // a retry carries the same key; its body does not matter
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord again, reg_->CreateJob(job));
+  EXPECT_EQ(again.id, first.id);
+  EXPECT_EQ(again.name, "retry");
+  job.owner = "bob";  // keys are per owner
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord other, reg_->CreateJob(job));
+  EXPECT_NE(other.id, first.id);
+  job.request_id = "";  // no key: always a new job
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord a, reg_->CreateJob(job));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord b, reg_->CreateJob(job));
+  EXPECT_NE(a.id, b.id);
+  GCL_ASSERT_OK_AND_ASSIGN(auto events, reg_->EventsAfter(first.id, 0));
+  EXPECT_EQ(events.size(), 1u);  // the retry wrote no second "submitted" event
+}
+
 TEST_F(RegistryTest, CreateAndGet) {
   GCL_ASSERT_OK_AND_ASSIGN(JobRecord j, reg_->CreateJob(Job("a")));
   EXPECT_THAT(j.id, ::testing::MatchesRegex("j-[0-9a-f]{12}"));
