@@ -1,5 +1,8 @@
 #include "client/channel.h"
 
+#include "gcl/base/read_file.h"
+#include "gcl/base/status_macros.h"
+
 #include <grpcpp/support/client_interceptor.h>
 
 #include <cerrno>
@@ -17,16 +20,7 @@ namespace {
 using grpc::experimental::InterceptionHookPoints;
 
 absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path, const char* marker) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat(flag, " ", path, ": cannot read: ", std::strerror(errno)));
-  }
-  std::string text;
-  char buf[8192];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-  std::fclose(f);
+  GCL_ASSIGN_OR_RETURN(std::string text, ReadFileNamed(flag, path));
   if (!absl::StrContains(text, marker)) {
     return absl::InvalidArgumentError(
         absl::StrCat(flag, " ", path, ": not a PEM file (no '", marker, "' line)"));

@@ -150,31 +150,40 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* ctx,
   return GetJob(nullptr, &get, resp->mutable_job());
 }
 
-grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const gcl::v1::WatchJobRequest* req,
-                                      grpc::ServerWriter<gcl::v1::JobEvent>* writer) {
+grpc::Status JobServiceImpl::FollowEvents(grpc::ServerContext* ctx, const std::string& job_id,
+                                          int64_t after_seq, bool follow,
+                                          const std::function<bool(const storage::JobEvent&)>& emit) {
   storage::Registry& reg = plane_->registry();
-  int64_t after = req->after_seq();
-  gcl::v1::JobEvent wire;
+  int64_t after = after_seq;
   while (true) {
     // Read the state before the events: a terminal state seen here means
     // every event of the job is already in the log read below.
-    absl::StatusOr<storage::JobRecord> rec = reg.GetJob(req->id());
+    absl::StatusOr<storage::JobRecord> rec = reg.GetJob(job_id);
     if (!rec.ok()) return ToGrpcStatus(rec.status());
-    absl::StatusOr<std::vector<storage::JobEvent>> events = reg.EventsAfter(req->id(), after);
+    absl::StatusOr<std::vector<storage::JobEvent>> events = reg.EventsAfter(job_id, after);
     if (!events.ok()) return ToGrpcStatus(events.status());
     for (const storage::JobEvent& e : *events) {
       after = e.seq;
-      if (e.kind == kMetricsEvent && !req->include_metrics()) continue;
-      if (e.kind == kLogEvent && !req->include_logs()) continue;
-      if (!ToProtoEvent(e, &wire)) continue;
-      if (!writer->Write(wire)) return grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
+      if (!emit(e)) return grpc::Status(grpc::StatusCode::CANCELLED, "the reader went away");
     }
-    if (!events->empty() && events->size() >= 1000) continue;  // a full page: read on at once
-    if (storage::IsTerminal(rec->state)) return grpc::Status::OK;
-    if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled");
+    if (events->size() >= 1000) continue;  // a full page: read on at once
+    if (!follow || storage::IsTerminal(rec->state)) return grpc::Status::OK;
+    if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "stream cancelled");
     if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
     std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms_));
   }
+}
+
+grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const gcl::v1::WatchJobRequest* req,
+                                      grpc::ServerWriter<gcl::v1::JobEvent>* writer) {
+  gcl::v1::JobEvent wire;
+  return FollowEvents(ctx, req->id(), req->after_seq(), /*follow=*/true,
+                      [&](const storage::JobEvent& e) {
+                        if (e.kind == kMetricsEvent && !req->include_metrics()) return true;
+                        if (e.kind == kLogEvent && !req->include_logs()) return true;
+                        if (!ToProtoEvent(e, &wire)) return true;
+                        return writer->Write(wire);
+                      });
 }
 
 }  // namespace gcl::server

@@ -9,6 +9,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <string>
 
 #include <grpcpp/grpcpp.h>
 
@@ -75,6 +77,11 @@ class JobServiceImpl final : public gcl::v1::JobService::Service {
 
  private:
   absl::Status CheckInitJob(const storage::NewJob& job);
+  // Replays the job's events after after_seq through emit (false: the reader
+  // went away), then with follow polls for new ones until the job is
+  // terminal, the client cancels or the coordinator stops.
+  grpc::Status FollowEvents(grpc::ServerContext* ctx, const std::string& job_id, int64_t after_seq,
+                            bool follow, const std::function<bool(const storage::JobEvent&)>& emit);
 
   ControlPlane* plane_;
   const std::atomic<bool>* stopping_;

@@ -31,36 +31,20 @@ grpc::Status JobServiceImpl::StreamLogs(grpc::ServerContext* ctx,
     return Invalid(absl::StrCat("attempt: must be >= 0, got ", req->attempt()));
   if (req->after_seq() < 0)
     return Invalid(absl::StrCat("after_seq: must be >= 0, got ", req->after_seq()));
-  storage::Registry& reg = plane_->registry();
-  int64_t after = req->after_seq();
   gcl::v1::LogLine line;
-  while (true) {
-    // State before events, as in WatchJob: once terminal here, every line
-    // of the job is already in the log read below.
-    absl::StatusOr<storage::JobRecord> rec = reg.GetJob(req->id());
-    if (!rec.ok()) return ToGrpcStatus(rec.status());
-    absl::StatusOr<std::vector<storage::JobEvent>> events = reg.EventsAfter(req->id(), after);
-    if (!events.ok()) return ToGrpcStatus(events.status());
-    for (const storage::JobEvent& e : *events) {
-      after = e.seq;
-      if (e.kind != kLogEvent) continue;
-      line.Clear();
-      if (!google::protobuf::util::JsonStringToMessage(e.payload_json, &line).ok()) continue;
-      if (line.attempt() == 0) line.set_attempt(e.attempt);
-      if (req->attempt() > 0 && line.attempt() != req->attempt()) continue;
-      if (line.time_ms() == 0) line.set_time_ms(e.at_ms);
-      line.set_seq(e.seq);
-      if (!writer->Write(line))
-        return grpc::Status(grpc::StatusCode::CANCELLED, "reader went away");
-    }
-    if (events->size() >= 1000) continue;  // a full page: read on at once
-    if (!req->follow() || storage::IsTerminal(rec->state)) return grpc::Status::OK;
-    if (ctx->IsCancelled())
-      return grpc::Status(grpc::StatusCode::CANCELLED, "log stream cancelled");
-    if (stopping_->load())
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
-    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms_));
-  }
+  return FollowEvents(ctx, req->id(), req->after_seq(), req->follow(),
+                      [&](const storage::JobEvent& e) {
+                        if (e.kind != kLogEvent) return true;
+                        line.Clear();
+                        if (!google::protobuf::util::JsonStringToMessage(e.payload_json, &line).ok()) {
+                          return true;
+                        }
+                        if (line.attempt() == 0) line.set_attempt(e.attempt);
+                        if (req->attempt() > 0 && line.attempt() != req->attempt()) return true;
+                        if (line.time_ms() == 0) line.set_time_ms(e.at_ms);
+                        line.set_seq(e.seq);
+                        return writer->Write(line);
+                      });
 }
 
 grpc::Status JobServiceImpl::ListCheckpoints(grpc::ServerContext*,

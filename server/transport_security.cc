@@ -1,5 +1,7 @@
 #include "server/transport_security.h"
 
+#include "gcl/base/read_file.h"
+
 #include <arpa/inet.h>
 #include <grpcpp/security/server_credentials.h>
 #include <openssl/bio.h>
@@ -21,17 +23,7 @@ namespace gcl::server {
 namespace {
 
 absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat(flag, " ", path, ": cannot read: ", std::strerror(errno)));
-  }
-  std::string text;
-  char buf[8192];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-  std::fclose(f);
-  return text;
+  return ReadFileNamed(flag, path);
 }
 
 struct BioDeleter {
