@@ -96,6 +96,7 @@ absl::StatusOr<std::vector<gcl::v1::Assignment>> ControlPlane::AssignTo(const st
       continue;
     }
     GCL_ASSIGN_OR_RETURN(int32_t attempt, registry_->StartAttempt(p.job_id, worker_id));
+    if (attempt_started_) attempt_started_(job, registry_->NowMs());
     a->set_attempt(attempt);
     for (int64_t d = 0; d < p.devices; ++d) a->add_device_ids(absl::StrCat("dev:", used + d));
     used += p.devices;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,11 @@ class ControlPlane {
   // the ids of the workers it marked.
   absl::StatusOr<std::vector<std::string>> SweepLeases();
 
+  // Called by AssignTo for each attempt it starts, with the job as it was
+  // before (queued_ms) and the start time. Set before serving (not synchronised).
+  using AttemptStartedHook = std::function<void(const storage::JobRecord& job, int64_t now_ms)>;
+  void set_attempt_started_hook(AttemptStartedHook hook) { attempt_started_ = std::move(hook); }
+
  private:
   // ALIVE workers with free = devices - devices of active jobs on them.
   absl::StatusOr<std::vector<WorkerCapacity>> CapacitiesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -80,6 +86,7 @@ class ControlPlane {
   storage::ArtifactStore* artifacts_;
   JobGraph graph_;
   int64_t lease_ms_;
+  AttemptStartedHook attempt_started_;
 };
 
 }  // namespace gcl::server

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <utility>
+#include <vector>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -45,6 +46,15 @@ absl::Status Coordinator::Start() {
   }
   // Reasons may quote workers that are gone.
   GCL_RETURN_IF_ERROR(plane_->RefreshQueue().status());
+  if (!options_.metrics_listen.empty() || !options_.prometheus_sd_file.empty()) {
+    GCL_ASSIGN_OR_RETURN(metrics_, CoordinatorMetrics::Create(
+                                       {options_.metrics_listen, options_.prometheus_sd_file},
+                                       registry_.get()));
+    CoordinatorMetrics* m = metrics_.get();
+    plane_->set_attempt_started_hook(
+        [m](const storage::JobRecord& job, int64_t now_ms) { m->AttemptStarted(job, now_ms); });
+    GCL_RETURN_IF_ERROR(metrics_->Start());
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -52,6 +62,9 @@ absl::Status Coordinator::Start() {
   // Long watch streams from workstations: accept client pings every 30 s.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 30000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  if (metrics_) interceptors.push_back(metrics_->NewInterceptorFactory());
+  if (!interceptors.empty()) builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(job_service_.get());
   builder.RegisterService(worker_service_.get());
   server_ = builder.BuildAndStart();
@@ -73,7 +86,8 @@ std::string Coordinator::address() const {
 void Coordinator::SweepLoop() {
   while (!stop_sweeper_.WaitForNotificationWithTimeout(absl::Milliseconds(options_.sweep_interval_ms))) {
     // A failed sweep (busy database) is retried at the next tick.
-    (void)plane_->SweepLeases();
+    absl::StatusOr<std::vector<std::string>> lost = plane_->SweepLeases();
+    if (metrics_ && lost.ok()) metrics_->WorkersLost(static_cast<int64_t>(lost->size()));
   }
 }
 
@@ -91,6 +105,7 @@ void Coordinator::Shutdown() {
     stop_sweeper_.Notify();
     sweeper_.join();
   }
+  if (metrics_) metrics_->Shutdown();
   if (!shut_down_.HasBeenNotified()) shut_down_.Notify();
 }
 

@@ -7,7 +7,9 @@
 //   ...
 //   c->Shutdown();                     // NOT_SERVING, drain, stop
 //
-// Auth, TLS and the metrics endpoint are not wired yet (insecure transport).
+// Metrics: with metrics_listen, Prometheus /metrics (coordinator_metrics.h);
+// with prometheus_sd_file, a file-SD list of the workers' endpoints.
+// Auth and TLS are not wired yet (insecure transport).
 #pragma once
 
 #include <atomic>
@@ -23,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "server/control_plane.h"
+#include "server/coordinator_metrics.h"
 #include "server/job_service.h"
 #include "server/worker_service.h"
 #include "storage/artifact_store.h"
@@ -42,6 +45,8 @@ class Coordinator {
     int watch_poll_ms = 100;               // WatchJob's event-log poll period
     int64_t shutdown_grace_ms = 5000;      // in-flight calls get this long at Shutdown
     storage::RegistryOptions registry;     // clock injection for tests
+    std::string metrics_listen;            // host:port for /metrics; "" = none
+    std::string prometheus_sd_file;        // file-SD JSON of the workers' /metrics; "" = none
   };
 
   // Opens (and migrates) the registry; kInvalidArgument for a missing
@@ -64,6 +69,8 @@ class Coordinator {
   storage::Registry& registry() { return *registry_; }
   storage::ArtifactStore& artifacts() { return *artifacts_; }
   ControlPlane& plane() { return *plane_; }
+  // host:port of /metrics after Start(); "" without metrics_listen.
+  std::string metrics_address() const { return metrics_ ? metrics_->address() : ""; }
 
  private:
   Coordinator(Options options, std::unique_ptr<storage::Registry> registry,
@@ -77,6 +84,7 @@ class Coordinator {
   std::atomic<bool> stopping_{false};
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
+  std::unique_ptr<CoordinatorMetrics> metrics_;  // null without metrics flags
   std::unique_ptr<grpc::Server> server_;
   std::thread sweeper_;
   absl::Notification stop_sweeper_;

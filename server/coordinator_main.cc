@@ -1,4 +1,5 @@
 // gcl-coordinator --listen ADDR --db FILE --artifacts DIR [--lease-seconds N]
+//                 [--metrics-listen HOST:PORT] [--prometheus-sd-file FILE]
 // Serves JobService and WorkerService until SIGTERM/SIGINT, then shuts down
 // gracefully (health NOT_SERVING, watchers told, in-flight calls drained).
 #include <signal.h>
@@ -13,7 +14,8 @@
 namespace {
 
 constexpr char kUsage[] =
-    "usage: gcl-coordinator --listen HOST:PORT --db FILE [--artifacts DIR] [--lease-seconds N]\n";
+    "usage: gcl-coordinator --listen HOST:PORT --db FILE [--artifacts DIR] [--lease-seconds N]\n"
+    "                       [--metrics-listen HOST:PORT] [--prometheus-sd-file FILE]\n";
 
 int Usage(const std::string& why) {
   std::fprintf(stderr, "gcl-coordinator: %s\n%s", why.c_str(), kUsage);
@@ -41,6 +43,10 @@ int main(int argc, char** argv) {
       if (!value(&options.db_path)) return Usage("--db needs a file");
     } else if (arg == "--artifacts") {
       if (!value(&options.artifacts_dir)) return Usage("--artifacts needs a folder");
+    } else if (arg == "--metrics-listen") {
+      if (!value(&options.metrics_listen)) return Usage("--metrics-listen needs HOST:PORT");
+    } else if (arg == "--prometheus-sd-file") {
+      if (!value(&options.prometheus_sd_file)) return Usage("--prometheus-sd-file needs a file");
     } else if (arg == "--lease-seconds") {
       if (!value(&v)) return Usage("--lease-seconds needs a number");
       char* end = nullptr;
@@ -71,6 +77,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("listening on %s\n", (*coordinator)->address().c_str());
+  if (!(*coordinator)->metrics_address().empty()) {
+    std::printf("metrics on %s\n", (*coordinator)->metrics_address().c_str());
+  }
   std::fflush(stdout);
   int sig = 0;
   sigwait(&set, &sig);

@@ -25,6 +25,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -313,6 +314,16 @@ class Registry {
   absl::Status PutMetricSummary(std::string_view job_id, std::string_view name,
                                 std::string_view labels_json, double value);
   absl::StatusOr<std::vector<MetricSummary>> ListMetricSummaries(std::string_view job_id);
+  // Several summaries of one job in one transaction (all or none); each
+  // as PutMetricSummary (MetricSummary::job_id and updated_ms are ignored).
+  absl::Status PutMetricSummaries(std::string_view job_id, const std::vector<MetricSummary>& rows);
+
+  // ---- observability (coordinator /metrics) ----
+  // Number of jobs in each state, every state present (0 when none).
+  absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> CountJobsByState();
+  // The newest event of `kind` of the job; nullopt when it has none.
+  // kNotFound for an unknown job.
+  absl::StatusOr<std::optional<JobEvent>> LastEvent(std::string_view job_id, std::string_view kind);
 
   int64_t NowMs() const;
 

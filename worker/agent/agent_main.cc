@@ -1,6 +1,7 @@
 // gcl-worker: the worker agent (architecture.md section 3).
 //   gcl-worker --coordinator ADDR --work-dir DIR --trainer PATH [--worker-id ID]
 //              [--token TOKEN] [--stall-timeout SECONDS] [--kill-grace SECONDS]
+//              [--metrics-listen HOST:PORT] [--metrics-grace SECONDS]
 // SIGINT/SIGTERM: kill the running trainers (grace) and exit.
 #include <signal.h>
 
@@ -17,7 +18,8 @@ namespace {
 int Usage(const char* why) {
   std::fprintf(stderr,
                "gcl-worker: %s\nusage: gcl-worker --coordinator ADDR --work-dir DIR --trainer PATH "
-               "[--worker-id ID] [--token TOKEN] [--stall-timeout S] [--kill-grace S]\n",
+               "[--worker-id ID] [--token TOKEN] [--stall-timeout S] [--kill-grace S] "
+               "[--metrics-listen HOST:PORT] [--metrics-grace S]\n",
                why);
   return 2;
 }
@@ -42,6 +44,13 @@ int main(int argc, char** argv) {
       options.worker_id = v;
     } else if (arg == "--token") {
       options.token = v;
+    } else if (arg == "--metrics-listen") {
+      options.metrics_listen = v;
+    } else if (arg == "--metrics-grace") {
+      char* end = nullptr;
+      const double s = std::strtod(v.c_str(), &end);
+      if (*end != '\0' || !(s >= 0)) return Usage("--metrics-grace needs a number >= 0");
+      options.metrics_grace = absl::Seconds(s);
     } else if (arg == "--stall-timeout" || arg == "--kill-grace") {
       char* end = nullptr;
       const double s = std::strtod(v.c_str(), &end);
