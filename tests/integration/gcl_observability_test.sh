@@ -21,7 +21,7 @@ for tool in prometheus promtool curl python3; do
 done
 WORK="$(mktemp -d)"
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
 cd "$WORK"
 fail() { echo "FAIL: $*" >&2; tail -n 20 coord.log agent.log prom.log >&2 || true; exit 1; }
 export HOME="$WORK"
@@ -217,7 +217,8 @@ url = prom + "/api/v1/query?" + urllib.parse.urlencode({"query": f'gcl_grad_conf
 got_prom = {(r["metric"]["pair"], r["metric"]["kind"]): float(r["value"][1])
             for r in json.load(urllib.request.urlopen(url))["data"]["result"]}
 summ = json.load(open(results)).get("metricSummaries") or json.load(open(results)).get("metric_summaries")
-got_reg = {(m["labels"]["pair"], m["labels"]["kind"]): m["value"] for m in summ
+# proto3 JSON leaves zero values out.
+got_reg = {(m["labels"]["pair"], m["labels"]["kind"]): m.get("value", 0.0) for m in summ
            if m["name"] == "gcl_grad_conflicts_total" and m["jobId" if "jobId" in m else "job_id"] == pre}
 assert got_prom == want, f"prometheus {got_prom} != trainer {want}"
 assert got_reg == want, f"registry {got_reg} != trainer {want}"
