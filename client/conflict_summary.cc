@@ -32,9 +32,8 @@ std::string Maybe(const std::optional<double>& v, const char* format) {
 
 }  // namespace
 
-bool PrintConflictTable(
-    const google::protobuf::RepeatedPtrField<gcl::v1::MetricSummary>& summaries,
-    std::ostream& out) {
+bool PrintConflictTable(const google::protobuf::RepeatedPtrField<gcl::v1::MetricSummary>& summaries,
+                        std::ostream& out) {
   std::vector<std::string> jobs;
   std::map<std::string, std::map<std::string, PairRow>> rows;  // job -> pair -> row
   std::map<std::string, double> steps;
@@ -56,17 +55,17 @@ bool PrintConflictTable(
     }
   }
   if (jobs.empty()) return false;
-  Table table({"JOB", "PAIR", "STEPS", "NONE", "SLIGHT", "CONFLICT", "INJECTIONS", "COS PRE",
-               "COS POST"});
+  Table table(
+      {"JOB", "PAIR", "STEPS", "NONE", "SLIGHT", "CONFLICT", "INJECTIONS", "COS PRE", "COS POST"});
   for (size_t c = 2; c <= 8; ++c) table.AlignRight(c);
   for (const std::string& job : jobs) {
     auto st = steps.find(job);
     for (const auto& [pair, r] : rows[job]) {
       const double checks = r.none + r.slight + r.conflict;
       table.AddRow({job, pair, st == steps.end() ? "-" : absl::StrFormat("%.0f", st->second),
-                    Percent(r.none, checks), Percent(r.slight, checks),
-                    Percent(r.conflict, checks), Maybe(r.modified, "%.0f"),
-                    Maybe(r.cos_pre, "%.3f"), Maybe(r.cos_post, "%.3f")});
+                    Percent(r.none, checks), Percent(r.slight, checks), Percent(r.conflict, checks),
+                    Maybe(r.modified, "%.0f"), Maybe(r.cos_pre, "%.3f"),
+                    Maybe(r.cos_post, "%.3f")});
     }
   }
   out << "gradient conflicts at the end of pre-training (share of encoder-tensor checks per "

@@ -16,8 +16,7 @@ namespace gcl::client {
 
 // Writes the table (jobs in first-seen order, pairs sorted); returns false
 // and writes nothing when no summary has a pair.
-bool PrintConflictTable(
-    const google::protobuf::RepeatedPtrField<gcl::v1::MetricSummary>& summaries,
-    std::ostream& out);
+bool PrintConflictTable(const google::protobuf::RepeatedPtrField<gcl::v1::MetricSummary>& summaries,
+                        std::ostream& out);
 
 }  // namespace gcl::client

@@ -81,9 +81,9 @@ class CoordinatorMetrics::Impl : public prometheus::Collectable {
                        .Name("gcl_job_queue_wait_seconds")
                        .Help("Time a job waited in QUEUED before an attempt started.")
                        .Register(*metrics_)
-                       .Add({}, prometheus::Histogram::BucketBoundaries{
-                                    0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
-                                    7200, 21600, 86400});
+                       .Add({}, prometheus::Histogram::BucketBoundaries{0.1, 0.5, 1, 2, 5, 10, 30,
+                                                                        60, 120, 300, 600, 1800,
+                                                                        3600, 7200, 21600, 86400});
     attempts_ = &prometheus::BuildCounter()
                      .Name("gcl_job_attempts_total")
                      .Help("Attempts started (placements of jobs on workers).")
@@ -97,14 +97,14 @@ class CoordinatorMetrics::Impl : public prometheus::Collectable {
   }
 
   void ObserveRpc(std::string_view method, int code, double seconds) {
-    const std::string code_name =
-        absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+    const std::string code_name = absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
     std::lock_guard<std::mutex> lock(mu_);
     auto key = std::make_pair(std::string(method), code_name);
     auto it = rpc_series_.find(key);
     if (it == rpc_series_.end()) {
       static const prometheus::Histogram::BucketBoundaries kBuckets = {
-          0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+          0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+          0.5,    1,     2.5,    5,     10,   30,    60,   300};
       it = rpc_series_
                .emplace(key, &rpc_->Add({{"method", key.first}, {"code", code_name}}, kBuckets))
                .first;
@@ -132,7 +132,8 @@ class CoordinatorMetrics::Impl : public prometheus::Collectable {
     if (jobs.ok()) {
       std::vector<std::pair<std::string, double>> v;
       for (const auto& [state, n] : *jobs) {
-        v.emplace_back(absl::AsciiStrToLower(std::string(storage::ToString(state))), static_cast<double>(n));
+        v.emplace_back(absl::AsciiStrToLower(std::string(storage::ToString(state))),
+                       static_cast<double>(n));
       }
       out.push_back(GaugeFamily("gcl_jobs", "Jobs per state.", "state", v));
     }
@@ -201,7 +202,8 @@ namespace {
 class RpcTimer : public grpc::experimental::Interceptor {
  public:
   RpcTimer(std::weak_ptr<CoordinatorMetrics::Impl> metrics, std::string method)
-      : metrics_(std::move(metrics)), method_(std::move(method)),
+      : metrics_(std::move(metrics)),
+        method_(std::move(method)),
         start_(std::chrono::steady_clock::now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {

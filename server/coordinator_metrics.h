@@ -19,13 +19,13 @@
 // Thread-safe. Shutdown() joins the refresh thread and stops the endpoint.
 #pragma once
 
+#include <grpcpp/support/server_interceptor.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
-
-#include <grpcpp/support/server_interceptor.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

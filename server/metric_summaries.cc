@@ -13,9 +13,9 @@ namespace gcl::server {
 
 const std::vector<std::string>& SummarizedMetricNames() {
   static const std::vector<std::string> kNames = {
-      "gcl_train_steps_total",  "gcl_grad_conflicts_total", "gcl_grad_modified_total",
-      "gcl_grad_cosine",        "gcl_grad_target_cosine",   "gcl_grad_injection_weight",
-      "gcl_grad_norm",          "gcl_update_cosine",        "gcl_gradfilter_selected"};
+      "gcl_train_steps_total", "gcl_grad_conflicts_total", "gcl_grad_modified_total",
+      "gcl_grad_cosine",       "gcl_grad_target_cosine",   "gcl_grad_injection_weight",
+      "gcl_grad_norm",         "gcl_update_cosine",        "gcl_gradfilter_selected"};
   return kNames;
 }
 

@@ -20,9 +20,9 @@ using ::gcl::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-gcl::v1::MetricsPoint Point(int64_t step,
-                            std::vector<std::tuple<std::string, std::map<std::string, std::string>,
-                                                   double>> samples) {
+gcl::v1::MetricsPoint Point(
+    int64_t step,
+    std::vector<std::tuple<std::string, std::map<std::string, std::string>, double>> samples) {
   gcl::v1::MetricsPoint p;
   p.set_step(step);
   for (auto& [name, labels, value] : samples) {
@@ -51,7 +51,8 @@ TEST(MetricsExporterTest, SamplesBecomeSeriesWithTheJobLabel) {
                                {"gcl_train_step_seconds", {}, 3.0}}));
   const std::string text = e->Scrape();
   const auto s = ParsePrometheusText(text);
-  EXPECT_EQ(FindSample(s, "gcl_train_loss", {{"job", "j-1"}, {"term", "total"}}), 1.0);  // last value
+  EXPECT_EQ(FindSample(s, "gcl_train_loss", {{"job", "j-1"}, {"term", "total"}}),
+            1.0);  // last value
   EXPECT_EQ(FindSample(s, "gcl_train_steps_total", {{"job", "j-1"}}), 20.0);
   EXPECT_THAT(text, HasSubstr("# TYPE gcl_train_steps_total counter"));
   EXPECT_THAT(text, HasSubstr("# TYPE gcl_train_step_seconds histogram"));
@@ -106,8 +107,8 @@ TEST(MetricsExporterTest, DiceAtAttemptEndAndSeriesDroppedAfterGrace) {
   e->Observe("j-old", Point(1, {{"gcl_train_loss", {{"term", "total"}}, 1}}));
   e->Observe("j-new", Point(1, {{"gcl_train_loss", {{"term", "total"}}, 2}}));
   google::protobuf::RepeatedPtrField<gcl::v1::CaseResult> cases;
-  for (auto [cls, dice] : std::vector<std::pair<std::string, double>>{
-           {"LV", 0.8}, {"LV", 0.6}, {"RV", 0.5}}) {
+  for (auto [cls, dice] :
+       std::vector<std::pair<std::string, double>>{{"LV", 0.8}, {"LV", 0.6}, {"RV", 0.5}}) {
     auto* c = cases.Add();
     c->set_class_name(cls);
     c->set_dice(dice);

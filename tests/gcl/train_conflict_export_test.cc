@@ -85,14 +85,15 @@ TEST(ConflictExportTest, ExportedCountsEqualWhatGradMitigatorDid) {
     EXPECT_EQ(count("none"), 2.0) << pair;
     EXPECT_EQ(count("slight"), 1.0) << pair;
     EXPECT_EQ(count("conflict"), 2.0) << pair;
-    EXPECT_EQ(FindSample(samples, "gcl_grad_modified_total",
-                         {{"job", "j-0123456789ab"}, {"pair", pair}}),
-              3.0)
+    EXPECT_EQ(
+        FindSample(samples, "gcl_grad_modified_total", {{"job", "j-0123456789ab"}, {"pair", pair}}),
+        3.0)
         << pair;
   }
   // The last step's cosine for the pair (a gauge), as GradMitigator measured it.
-  const auto cos = FindSample(samples, "gcl_grad_cosine",
-                              {{"job", "j-0123456789ab"}, {"pair", "patient|phase"}, {"stage", "pre"}});
+  const auto cos =
+      FindSample(samples, "gcl_grad_cosine",
+                 {{"job", "j-0123456789ab"}, {"pair", "patient|phase"}, {"stage", "pre"}});
   ASSERT_TRUE(cos.has_value());
   EXPECT_NEAR(*cos, s2.pairs[0].cos_pre, 1e-6);
 }

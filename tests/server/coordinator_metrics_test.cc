@@ -3,14 +3,14 @@
 // per-job metric summaries kept at attempt end for `gclctl results`.
 #include "server/coordinator_metrics.h"
 
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <fstream>
 #include <sstream>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
 
 #include "client/gclctl.h"
 #include "gcl/base/json.h"
@@ -76,7 +76,8 @@ class CoordinatorMetricsTest : public ::testing::Test {
 
   std::vector<gcl::testing::PromSample> Scrape() {
     const std::string& a = coordinator_->metrics_address();
-    return ParsePrometheusText(gcl::testing::HttpGet(std::stoi(a.substr(a.rfind(':') + 1)), "/metrics"));
+    return ParsePrometheusText(
+        gcl::testing::HttpGet(std::stoi(a.substr(a.rfind(':') + 1)), "/metrics"));
   }
 
   void Register(const std::string& id, const std::string& metrics_address) {
@@ -119,7 +120,8 @@ TEST_F(CoordinatorMetricsTest, JobsWorkersAttemptsRpcsAndTheSdFile) {
   ASSERT_FALSE(coordinator_->metrics_address().empty());
   Register("w1", "10.0.0.1:9100");
   Register("w2", "");  // serves no metrics: not a target
-  ASSERT_TRUE(Eventually([&] { return ReadFile(sd_file()).find("10.0.0.1:9100") != std::string::npos; }));
+  ASSERT_TRUE(
+      Eventually([&] { return ReadFile(sd_file()).find("10.0.0.1:9100") != std::string::npos; }));
   absl::StatusOr<JsonValue> sd = ParseJson(ReadFile(sd_file()), "sd");
   ASSERT_TRUE(sd.ok()) << sd.status();
   ASSERT_EQ(sd->items().size(), 1u);

@@ -37,7 +37,8 @@ bool ValidName(const std::string& name) {
 }
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Help strings of the families of architecture.md section 5; others get a generic one.
@@ -49,7 +50,8 @@ std::string HelpFor(const std::string& name) {
       {"gcl_train_samples_per_second", "Pre-training throughput (augmented views per second)."},
       {"gcl_train_lr", "Current pre-training learning rate."},
       {"gcl_train_phase_seconds", "Wall time of one phase of the last logged step."},
-      {"gcl_grad_cosine", "Cosine between two meta labels' encoder gradients, before/after mitigation."},
+      {"gcl_grad_cosine",
+       "Cosine between two meta labels' encoder gradients, before/after mitigation."},
       {"gcl_grad_cosine_distribution", "Distribution of gcl_grad_cosine over logged steps."},
       {"gcl_grad_target_cosine", "GradMitigator EMA target cosine per pair (mean over tensors)."},
       {"gcl_grad_conflicts_total",
@@ -68,8 +70,8 @@ std::string HelpFor(const std::string& name) {
 
 // Step times: 5 ms .. ~80 s.
 const std::vector<double>& StepBuckets() {
-  static const std::vector<double> b = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
-                                        2.5,   5,    10,    20,   40,  80};
+  static const std::vector<double> b = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                        1,     2.5,  5,     10,   20,  40,   80};
   return b;
 }
 // Cosines: 0.1 wide over [-1, 1].
@@ -278,7 +280,8 @@ absl::StatusOr<std::unique_ptr<MetricsExporter>> MetricsExporter::Create(
     }
     address = AdvertisedAddress(listen, ports.front());
   }
-  if (impl->exposer) impl->exposer->RegisterCollectable(std::weak_ptr<prometheus::Collectable>(impl));
+  if (impl->exposer)
+    impl->exposer->RegisterCollectable(std::weak_ptr<prometheus::Collectable>(impl));
   return std::unique_ptr<MetricsExporter>(new MetricsExporter(std::move(impl), std::move(address)));
 }
 

@@ -3,10 +3,10 @@
 // tests that follow GradMitigator's counts to the agent's /metrics.
 #pragma once
 
+#include <torch/types.h>
+
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "worker/gcl/gradients/conflict_stats.h"
 #include "worker/gcl/train/metrics_writer.h"
