@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <set>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "client/conflict_summary.h"
 #include "client/format.h"
 #include "client/gclctl.h"
 #include "client/table.h"
@@ -142,6 +144,9 @@ int ResultsVerb(const CallEnv& env, const std::string& id, bool per_class) {
     *env.out << ToJson(resp) << "\n";
     return kExitOk;
   }
+  if (resp.cells().empty() && !id.empty() && PrintConflictTable(resp.metric_summaries(), *env.out)) {
+    return kExitOk;  // a pre-training job: no Dice, its conflict statistics
+  }
   if (resp.cells().empty()) {
     *env.out << (id.empty()
                      ? std::string("no results yet: no finished job has reported Dice scores")
@@ -161,6 +166,10 @@ int ResultsVerb(const CallEnv& env, const std::string& id, bool per_class) {
       *env.out << (i > 0 ? "\n" : "") << "job " << jobs[i]
                << " (Dice, mean \u00b1 std over repeats)\n";
     PrintResultTable(cells_of[jobs[i]], per_class, *env.out);
+  }
+  std::ostringstream conflicts;
+  if (!id.empty() && PrintConflictTable(resp.metric_summaries(), conflicts)) {
+    *env.out << "\n" << conflicts.str();
   }
   return kExitOk;
 }

@@ -12,6 +12,7 @@ GCL_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libhdf5-dev libnifti2-dev libznz-dev libyaml-cpp-dev
   gnuplot-nox openssl
+  prometheus curl python3
 )
 
 gcl_install_packages() {

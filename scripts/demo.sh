@@ -4,6 +4,10 @@
 # runs/demo/) and one gcl-worker, submits examples/demo-experiment.yaml with
 # gclctl (GCL pre-training on synthetic phantoms, then fine-tuning from it and
 # from a random init), watches it, prints the Dice table and stops both.
+# Both serve Prometheus /metrics: the coordinator on $GCL_COORD_METRICS
+# (default 127.0.0.1:9464, as in deploy/prometheus/prometheus.yml), the worker
+# on a free port listed in runs/demo/prometheus-workers.json (file SD); see
+# docs/observability.md to watch the run in Prometheus and Grafana.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 gcl_install_packages
@@ -15,7 +19,8 @@ mkdir -p "$DEMO"
 CTL="$BUILD_DIR/client/gclctl"
 
 "$BUILD_DIR/server/gcl-coordinator" --listen 127.0.0.1:0 --db "$DEMO/registry.db" \
-  --artifacts "$DEMO/artifacts" > "$DEMO/coordinator.log" 2>&1 &
+  --artifacts "$DEMO/artifacts" --metrics-listen "${GCL_COORD_METRICS:-127.0.0.1:9464}" \
+  --prometheus-sd-file "$GCL_ROOT/$DEMO/prometheus-workers.json" > "$DEMO/coordinator.log" 2>&1 &
 COORD_PID=$!
 WORKER_PID=
 stop() {
@@ -28,9 +33,11 @@ for _ in $(seq 100); do grep -q "^listening on " "$DEMO/coordinator.log" && brea
 export GCL_ADDR="$(sed -n 's/^listening on //p' "$DEMO/coordinator.log")"
 [ -n "$GCL_ADDR" ] || { cat "$DEMO/coordinator.log"; exit 1; }
 "$BUILD_DIR/worker/gcl-worker" --coordinator "$GCL_ADDR" --work-dir "$DEMO/worker" \
-  --trainer "$BUILD_DIR/worker/gcl-train" --worker-id demo-worker > "$DEMO/worker.log" 2>&1 &
+  --trainer "$BUILD_DIR/worker/gcl-train" --worker-id demo-worker \
+  --metrics-listen 127.0.0.1:0 > "$DEMO/worker.log" 2>&1 &
 WORKER_PID=$!
 echo "coordinator on $GCL_ADDR (registry $DEMO/registry.db), worker demo-worker"
+echo "metrics: $(sed -n 's/^metrics on //p' "$DEMO/coordinator.log") (coordinator), $DEMO/prometheus-workers.json (workers)"
 
 ID="$("$CTL" submit examples/demo-experiment.yaml)"
 echo "submitted experiment $ID (gclctl watch $ID):"

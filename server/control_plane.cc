@@ -306,6 +306,7 @@ absl::StatusOr<std::vector<gcl::v1::Assignment>> ControlPlane::AssignTo(const st
       keep.push_back(p);
       continue;
     }
+    if (attempt_started_) attempt_started_(*job, registry_->NowMs());
     a->set_attempt(*attempt);
     for (int64_t d = 0; d < p.devices; ++d) a->add_device_ids(absl::StrCat("dev:", used + d));
     used += p.devices;

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -108,6 +109,11 @@ class ControlPlane {
   // Scheduling passes run so far (tests and benches).
   int64_t passes() const;
 
+  // Called by AssignTo for each attempt it starts, with the job as it was
+  // before (queued_ms) and the start time. Set before serving (not synchronised).
+  using AttemptStartedHook = std::function<void(const storage::JobRecord& job, int64_t now_ms)>;
+  void set_attempt_started_hook(AttemptStartedHook hook) { attempt_started_ = std::move(hook); }
+
  private:
   struct Lease {
     int64_t devices = 0;
@@ -154,6 +160,7 @@ class ControlPlane {
   absl::Mutex lease_mu_;
   bool leases_loaded_ ABSL_GUARDED_BY(lease_mu_) = false;
   std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(lease_mu_);
+  AttemptStartedHook attempt_started_;
 };
 
 }  // namespace gcl::server

@@ -84,12 +84,23 @@ absl::Status Coordinator::Start() {
   }
   // Reasons may quote workers that are gone.
   GCL_RETURN_IF_ERROR(plane_->RefreshQueue().status());
+  if (!options_.metrics_listen.empty() || !options_.prometheus_sd_file.empty()) {
+    GCL_ASSIGN_OR_RETURN(metrics_, CoordinatorMetrics::Create(
+                                       {options_.metrics_listen, options_.prometheus_sd_file},
+                                       registry_.get()));
+    CoordinatorMetrics* m = metrics_.get();
+    plane_->set_attempt_started_hook(
+        [m](const storage::JobRecord& job, int64_t now_ms) { m->AttemptStarted(job, now_ms); });
+    GCL_RETURN_IF_ERROR(metrics_->Start());
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen, credentials_, &port_);
-  // Tokens and roles are checked for every call, whatever the transport.
+  // One list (SetInterceptorCreators replaces it): RPC timing, then tokens and
+  // roles, checked for every call whatever the transport.
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  if (metrics_) interceptors.push_back(metrics_->NewInterceptorFactory());
   interceptors.push_back(std::make_unique<AuthInterceptorFactory>(tokens_));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // Long watch streams from workstations: accept client pings every 30 s.
@@ -126,7 +137,8 @@ void Coordinator::SweepLoop() {
     (void)registry_->CheckpointWal();
     if (std::chrono::steady_clock::now() < next_sweep) continue;
     next_sweep += std::chrono::milliseconds(options_.sweep_interval_ms);
-    (void)plane_->SweepLeases();
+    absl::StatusOr<std::vector<std::string>> lost = plane_->SweepLeases();
+    if (metrics_ && lost.ok()) metrics_->WorkersLost(static_cast<int64_t>(lost->size()));
   }
 }
 
@@ -144,6 +156,7 @@ void Coordinator::Shutdown() {
     stop_sweeper_.Notify();
     sweeper_.join();
   }
+  if (metrics_) metrics_->Shutdown();
   if (!shut_down_.HasBeenNotified()) shut_down_.Notify();
 }
 

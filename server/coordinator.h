@@ -12,7 +12,8 @@
 // are set; bearer tokens from tokens_file checked for every RPC by the
 // AuthInterceptorFactory (server/auth_interceptor.h). Without TLS and tokens
 // only a loopback address is served, unless allow_insecure_remote.
-// The metrics endpoint is not wired yet.
+// Metrics: with metrics_listen, Prometheus /metrics (coordinator_metrics.h);
+// with prometheus_sd_file, a file-SD list of the workers' endpoints.
 #pragma once
 
 #include <atomic>
@@ -28,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "server/control_plane.h"
+#include "server/coordinator_metrics.h"
 #include "server/job_service.h"
 #include "server/token_table.h"
 #include "server/worker_service.h"
@@ -54,6 +56,8 @@ class Coordinator {
     std::string tls_cert, tls_key, tls_client_ca;
     std::string tokens_file;            // TokenTable YAML; "" = auth off (all callers admin)
     bool allow_insecure_remote = false;  // serve a non-loopback address without TLS + tokens
+    std::string metrics_listen;            // host:port for /metrics; "" = none
+    std::string prometheus_sd_file;        // file-SD JSON of the workers' /metrics; "" = none
   };
 
   // Opens (and migrates) the registry, loads the tokens and TLS files.
@@ -80,6 +84,8 @@ class Coordinator {
   storage::Registry& registry() { return *registry_; }
   storage::ArtifactStore& artifacts() { return *artifacts_; }
   ControlPlane& plane() { return *plane_; }
+  // host:port of /metrics after Start(); "" without metrics_listen.
+  std::string metrics_address() const { return metrics_ ? metrics_->address() : ""; }
 
  private:
   Coordinator(Options options, std::unique_ptr<storage::Registry> registry,
@@ -95,6 +101,7 @@ class Coordinator {
   std::atomic<bool> stopping_{false};
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
+  std::unique_ptr<CoordinatorMetrics> metrics_;  // null without metrics flags
   std::unique_ptr<grpc::Server> server_;
   std::thread sweeper_;
   absl::Notification stop_sweeper_;

@@ -1,6 +1,7 @@
 // gcl-coordinator --listen ADDR --db FILE --artifacts DIR [--lease-seconds N]
 //                 [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
 //                 [--tokens FILE] [--insecure-allow-remote]
+//                 [--metrics-listen HOST:PORT] [--prometheus-sd-file FILE]
 // Serves JobService and WorkerService until SIGTERM/SIGINT, then shuts down
 // gracefully (health NOT_SERVING, watchers told, in-flight calls drained).
 #include <signal.h>
@@ -23,7 +24,8 @@ constexpr char kUsage[] =
     "  --tokens FILE           bearer tokens (YAML: tokens: [{token, user, role}]);\n"
     "                          without it every caller is an admin\n"
     "  --insecure-allow-remote serve a non-loopback address without TLS and tokens\n"
-    "  deploy/make-certs.sh makes a CA and certificates; see deploy/README.md\n";
+    "  deploy/make-certs.sh makes a CA and certificates; see deploy/README.md\n"
+    "  [--metrics-listen HOST:PORT] [--prometheus-sd-file FILE]: Prometheus /metrics, file SD\n";
 
 int Usage(const std::string& why) {
   std::fprintf(stderr, "gcl-coordinator: %s\n%s", why.c_str(), kUsage);
@@ -61,6 +63,10 @@ int main(int argc, char** argv) {
       if (!value(&options.tokens_file)) return Usage("--tokens needs a YAML file");
     } else if (arg == "--insecure-allow-remote") {
       options.allow_insecure_remote = true;
+    } else if (arg == "--metrics-listen") {
+      if (!value(&options.metrics_listen)) return Usage("--metrics-listen needs HOST:PORT");
+    } else if (arg == "--prometheus-sd-file") {
+      if (!value(&options.prometheus_sd_file)) return Usage("--prometheus-sd-file needs a file");
     } else if (arg == "--lease-seconds") {
       if (!value(&v)) return Usage("--lease-seconds needs a number");
       char* end = nullptr;
@@ -97,6 +103,9 @@ int main(int argc, char** argv) {
                options.tokens_file.empty() ? "no --tokens: auth off, every caller is an admin"
                                            : "bearer tokens required");
   std::printf("listening on %s\n", (*coordinator)->address().c_str());
+  if (!(*coordinator)->metrics_address().empty()) {
+    std::printf("metrics on %s\n", (*coordinator)->metrics_address().c_str());
+  }
   std::fflush(stdout);
   int sig = 0;
   sigwait(&set, &sig);

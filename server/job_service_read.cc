@@ -13,12 +13,36 @@
 #include "server/checkpoint_download.h"
 #include "server/grpc_status.h"
 #include "server/job_convert.h"
+#include "server/metric_summaries.h"
 
 namespace gcl::server {
 namespace {
 
 grpc::Status Invalid(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
+}
+
+// The job's metric summaries, then those of its children (an experiment's
+// pre-training jobs), each job's in name order.
+grpc::Status AddMetricSummaries(storage::Registry& reg, const storage::JobRecord& job,
+                                gcl::v1::ListResultsResponse* resp) {
+  std::vector<std::string> ids = {job.id};
+  storage::JobFilter filter;
+  filter.parent_id = job.id;
+  filter.page_size = 1000;
+  while (true) {
+    absl::StatusOr<storage::JobPage> page = reg.ListJobs(filter);
+    if (!page.ok()) return ToGrpcStatus(page.status());
+    for (auto it = page->jobs.rbegin(); it != page->jobs.rend(); ++it) ids.push_back(it->id);
+    if (page->next_page_token.empty()) break;
+    filter.page_token = page->next_page_token;
+  }
+  for (const std::string& id : ids) {
+    absl::StatusOr<std::vector<storage::MetricSummary>> rows = reg.ListMetricSummaries(id);
+    if (!rows.ok()) return ToGrpcStatus(rows.status());
+    for (const storage::MetricSummary& m : *rows) *resp->add_metric_summaries() = ToProtoMetricSummary(m);
+  }
+  return grpc::Status::OK;
 }
 
 }  // namespace
@@ -85,6 +109,7 @@ grpc::Status JobServiceImpl::ListResults(grpc::ServerContext*,
     if (!rows.ok()) return ToGrpcStatus(rows.status());
     for (gcl::v1::ResultCell& cell : ToResultCells(job.id, *rows))
       *resp->add_cells() = std::move(cell);
+    if (grpc::Status s = AddMetricSummaries(reg, job, resp); !s.ok()) return s;
   }
   return grpc::Status::OK;
 }

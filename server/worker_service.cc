@@ -1,15 +1,18 @@
 #include "server/worker_service.h"
 
 #include <algorithm>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "gcl/base/json.h"
 #include "server/checkpoint_download.h"
 #include "server/grpc_status.h"
 #include "server/job_convert.h"
+#include "server/metric_summaries.h"
 
 namespace gcl::server {
 namespace {
@@ -18,6 +21,18 @@ std::string LogFileLine(const gcl::v1::LogLine& line) {
   return absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(line.time_ms()),
                                        absl::UTCTimeZone()),
                       " [", line.stream(), "] ", line.text(), "\n");
+}
+
+// The agent's labels plus its metrics address (read by the Prometheus
+// file-SD writer, coordinator_metrics.h), as a flat JSON object.
+std::string WorkerLabelsJson(const gcl::v1::RegisterRequest& req) {
+  std::map<std::string, std::string> labels(req.labels().begin(), req.labels().end());
+  if (!req.metrics_address().empty()) labels["metrics_address"] = req.metrics_address();
+  std::string out = "{";
+  for (const auto& [k, v] : labels) {
+    absl::StrAppend(&out, out.size() > 1 ? "," : "", JsonQuote(k), ":", JsonQuote(v));
+  }
+  return out + "}";
 }
 
 }  // namespace
@@ -146,6 +161,7 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const gcl::v1::Re
   w.address = req->hostname();
   w.devices = req->devices_size();
   for (const gcl::v1::Device& d : req->devices()) w.memory_bytes += d.memory_bytes();
+  w.labels_json = WorkerLabelsJson(*req);
   w.state = storage::WorkerState::kAlive;
   w.lease_expiry_ms = reg.NowMs() + plane_->lease_ms();
   if (absl::Status s = reg.UpsertWorker(w); !s.ok()) return ToGrpcStatus(s);
@@ -221,6 +237,8 @@ grpc::Status WorkerServiceImpl::Complete(grpc::ServerContext*, const gcl::v1::Co
   absl::StatusOr<storage::JobRecord> job =
       plane_->registry().FinishAttempt(req->job_id(), req->attempt(), outcome);
   if (!job.ok()) return ToGrpcStatus(job.status());
+  // Best effort: the final conflict statistics for `gclctl results`.
+  (void)StoreFinalMetricSummaries(plane_->registry(), req->job_id());
   (void)plane_->RefreshQueue();  // its devices are free again
   return grpc::Status::OK;
 }

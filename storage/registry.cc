@@ -1338,4 +1338,70 @@ absl::StatusOr<std::vector<MetricSummary>> Registry::ListMetricSummaries(std::st
   return out;
 }
 
+absl::Status Registry::PutMetricSummaries(std::string_view job_id,
+                                          const std::vector<MetricSummary>& rows) {
+  for (const MetricSummary& m : rows) {
+    if (m.name.empty()) return absl::InvalidArgumentError("metric name must not be empty");
+    if (!std::isfinite(m.value))
+      return absl::InvalidArgumentError(internal::Cat("metric ", m.name, " is not finite"));
+  }
+  absl::MutexLock lock(&mu_);
+  GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
+  GCL_RETURN_IF_ERROR(GetJobLocked(job_id).status());
+  const int64_t now = NowMs();
+  for (const MetricSummary& m : rows) {
+    GCL_ASSIGN_OR_RETURN(
+        Statement st,
+        db_->Prepare("INSERT INTO metrics_summaries(job_id,name,labels_json,value,updated_ms) "
+                     "VALUES(?1,?2,?3,?4,?5) ON CONFLICT(job_id,name,labels_json) DO UPDATE "
+                     "SET value=excluded.value, updated_ms=excluded.updated_ms"));
+    st.Bind(1, job_id).Bind(2, m.name).Bind(3, m.labels_json.empty() ? "{}" : m.labels_json);
+    st.Bind(4, m.value).Bind(5, now);
+    GCL_RETURN_IF_ERROR(st.Run());
+  }
+  return tx.Commit();
+}
+
+absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> Registry::CountJobsByState() {
+  absl::MutexLock lock(&mu_);
+  GCL_ASSIGN_OR_RETURN(Statement st,
+                       db_->Prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state"));
+  GCL_ASSIGN_OR_RETURN(auto rows, CollectRows(st, [](const Statement& st) {
+                         return std::make_pair(st.ColumnText(0), st.ColumnInt64(1));
+                       }));
+  std::vector<std::pair<JobState, int64_t>> out;
+  for (int i = 0; i < kNumJobStates; ++i) out.emplace_back(static_cast<JobState>(i), 0);
+  for (const auto& [name, n] : rows) {
+    absl::StatusOr<JobState> state = ParseJobState(name);
+    if (state.ok()) out[static_cast<int>(*state)].second = n;
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<JobEvent>> Registry::LastEvent(std::string_view job_id,
+                                                            std::string_view kind) {
+  absl::MutexLock lock(&mu_);
+  GCL_RETURN_IF_ERROR(GetJobLocked(job_id).status());
+  GCL_ASSIGN_OR_RETURN(
+      Statement st, db_->Prepare("SELECT seq,job_id,at_ms,kind,from_state,to_state,reason,attempt,"
+                                 "payload_json FROM job_events WHERE job_id=?1 AND kind=?2 "
+                                 "ORDER BY seq DESC LIMIT 1"));
+  st.Bind(1, job_id).Bind(2, kind);
+  GCL_ASSIGN_OR_RETURN(std::vector<JobEvent> out, CollectRows(st, [](const Statement& st) {
+                         JobEvent e;
+                         e.seq = st.ColumnInt64(0);
+                         e.job_id = st.ColumnText(1);
+                         e.at_ms = st.ColumnInt64(2);
+                         e.kind = st.ColumnText(3);
+                         e.from_state = st.ColumnText(4);
+                         e.to_state = st.ColumnText(5);
+                         e.reason = st.ColumnText(6);
+                         e.attempt = static_cast<int32_t>(st.ColumnInt64(7));
+                         e.payload_json = st.ColumnText(8);
+                         return e;
+                       }));
+  if (out.empty()) return std::optional<JobEvent>();
+  return std::optional<JobEvent>(std::move(out.front()));
+}
+
 }  // namespace gcl::storage

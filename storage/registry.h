@@ -378,6 +378,16 @@ class Registry {
   absl::Status PutMetricSummary(std::string_view job_id, std::string_view name,
                                 std::string_view labels_json, double value);
   absl::StatusOr<std::vector<MetricSummary>> ListMetricSummaries(std::string_view job_id);
+  // Several summaries of one job in one transaction (all or none); each
+  // as PutMetricSummary (MetricSummary::job_id and updated_ms are ignored).
+  absl::Status PutMetricSummaries(std::string_view job_id, const std::vector<MetricSummary>& rows);
+
+  // ---- observability (coordinator /metrics) ----
+  // Number of jobs in each state, every state present (0 when none).
+  absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> CountJobsByState();
+  // The newest event of `kind` of the job; nullopt when it has none.
+  // kNotFound for an unknown job.
+  absl::StatusOr<std::optional<JobEvent>> LastEvent(std::string_view job_id, std::string_view kind);
 
   // Copies the WAL into the database file (PASSIVE: never waits for, nor
   // blocks, readers and writers), on a connection of its own. Needed

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -723,6 +724,54 @@ TEST_F(RegistryTest, JobsWithResultsFoldsChildrenIntoTheirExperiment) {
   std::vector<std::string> ids;
   for (const JobRecord& j : jobs) ids.push_back(j.id);
   EXPECT_THAT(ids, ElementsAre(solo.id, exp.id));  // newest first, the experiment once
+}
+
+TEST_F(RegistryTest, CountJobsByStateListsEveryState) {
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord a, reg_->CreateJob(Job("a")));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord b, reg_->CreateJob(Job("b")));
+  ASSERT_THAT(reg_->CreateJob(Job("c")), IsOk());
+  ASSERT_THAT(reg_->StartAttempt(a.id, "w1"), IsOk());
+  ASSERT_THAT(reg_->Transition(b.id, JobState::kCancelled, "user"), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(auto counts, reg_->CountJobsByState());
+  ASSERT_EQ(counts.size(), static_cast<size_t>(kNumJobStates));
+  std::map<JobState, int64_t> by(counts.begin(), counts.end());
+  EXPECT_EQ(by[JobState::kQueued], 1);
+  EXPECT_EQ(by[JobState::kRunning], 1);
+  EXPECT_EQ(by[JobState::kCancelled], 1);
+  EXPECT_EQ(by[JobState::kSucceeded], 0);
+}
+
+TEST_F(RegistryTest, LastEventOfAKindAndMetricSummariesInOneTransaction) {
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord j, reg_->CreateJob(Job("a")));
+  GCL_ASSERT_OK_AND_ASSIGN(auto none, reg_->LastEvent(j.id, "metrics"));
+  EXPECT_FALSE(none.has_value());
+  ASSERT_THAT(reg_->AppendEvent(j.id, "metrics", "", R"({"step":"1"})"), IsOk());
+  ASSERT_THAT(reg_->AppendEvent(j.id, "metrics", "", R"({"step":"2"})"), IsOk());
+  ASSERT_THAT(reg_->AppendEvent(j.id, "log", "", "{}"), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(auto last, reg_->LastEvent(j.id, "metrics"));
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->payload_json, R"({"step":"2"})");
+  EXPECT_THAT(reg_->LastEvent("j-000000000000", "metrics").status(),
+              StatusIs(absl::StatusCode::kNotFound, "j-000000000000"));
+
+  MetricSummary a, b, bad;
+  a.name = "gcl_grad_modified_total";
+  a.labels_json = R"({"pair":"x|y"})";
+  a.value = 3;
+  b.name = "gcl_train_steps_total";
+  b.value = 20;
+  ASSERT_THAT(reg_->PutMetricSummaries(j.id, {a, b}), IsOk());
+  a.value = 4;  // replaces
+  bad.name = "gcl_grad_cosine";
+  bad.value = std::nan("");
+  EXPECT_THAT(reg_->PutMetricSummaries(j.id, {a, bad}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "gcl_grad_cosine"));
+  ASSERT_THAT(reg_->PutMetricSummaries(j.id, {a}), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(auto rows, reg_->ListMetricSummaries(j.id));
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].name, "gcl_grad_modified_total");
+  EXPECT_EQ(rows[0].value, 4);
+  EXPECT_EQ(rows[1].labels_json, "{}");
 }
 
 }  // namespace

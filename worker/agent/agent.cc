@@ -121,8 +121,18 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
   options.work_dir = fs::absolute(options.work_dir).lexically_normal().string();
   if (options.worker_id.empty()) options.worker_id = HostName();
   if (options.chunk_bytes <= 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
-  return std::unique_ptr<Agent>(new Agent(std::move(options), std::move(stub)));
+  std::unique_ptr<MetricsExporter> metrics;
+  if (!options.metrics_listen.empty()) {
+    GCL_ASSIGN_OR_RETURN(metrics, MetricsExporter::Create({options.metrics_listen,
+                                                           options.metrics_grace, nullptr}));
+    AgentLog(absl::StrCat("serving /metrics on ", metrics->address()));
+  }
+  auto agent = std::unique_ptr<Agent>(new Agent(std::move(options), std::move(stub)));
+  agent->metrics_ = std::move(metrics);
+  return agent;
 }
+
+std::string Agent::metrics_address() const { return metrics_ ? metrics_->address() : ""; }
 
 Agent::Agent(AgentOptions options, std::unique_ptr<gcl::v1::WorkerService::StubInterface> stub)
     : options_(std::move(options)), stub_(std::move(stub)) {}
@@ -175,6 +185,7 @@ absl::Status Agent::Register() {
   for (const auto& d : LocalDevices()) *req.add_devices() = d;
   (*req.mutable_labels())["cpu_cores"] = absl::StrCat(std::thread::hardware_concurrency());
   for (const auto& id : RunningJobIds()) req.add_running_job_ids(id);
+  req.set_metrics_address(metrics_address());
   gcl::v1::RegisterResponse resp;
   grpc::ClientContext ctx;
   SetupContext(&ctx, true);
@@ -431,6 +442,7 @@ void Agent::RunAttempt(Attempt* attempt) {
         }
         if (s.name() == "gcl_train_step_seconds") pr->set_step_seconds(s.value());
       }
+      if (metrics_) metrics_->Observe(job_id, p);
       gcl::v1::ProgressReport metrics;
       *metrics.mutable_metrics() = std::move(p);
       send(std::move(metrics));
@@ -555,6 +567,7 @@ void Agent::RunAttempt(Attempt* attempt) {
       req.set_reason(absl::StrCat("agent: ", results.status().message()));
     }
   }
+  if (metrics_) metrics_->EndAttempt(job_id, req.case_results());
   // The outcome must reach the coordinator: retried (backoff up to 30 s)
   // until it answers or the agent shuts down. Until then the job stays in
   // this agent's running list, so the coordinator keeps it placed here.

@@ -33,6 +33,7 @@
 #include "absl/time/time.h"
 #include "gcl/v1/worker.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "worker/agent/metrics_exporter.h"
 
 namespace gcl::agent {
 
@@ -48,6 +49,10 @@ struct AgentOptions {
   absl::Duration poll_interval = absl::Milliseconds(500);  // metrics/checkpoint scan
   absl::Duration rpc_timeout = absl::Seconds(30);
   int64_t chunk_bytes = int64_t{1} << 20;
+  // Prometheus /metrics of the trainers' numbers (metrics_exporter.h) on
+  // this host:port; empty: none. The bound address is sent with Register.
+  std::string metrics_listen;
+  absl::Duration metrics_grace = absl::Minutes(5);  // series kept after an attempt ends
 };
 
 class Agent {
@@ -71,6 +76,8 @@ class Agent {
 
   std::vector<std::string> RunningJobIds();
   const std::string& worker_id() const { return options_.worker_id; }
+  // host:port of the /metrics endpoint; "" without one.
+  std::string metrics_address() const;
 
   // "cpu:0" (memory = physical RAM); CUDA devices are not probed yet.
   static std::vector<gcl::v1::Device> LocalDevices();
@@ -87,6 +94,7 @@ class Agent {
 
   AgentOptions options_;
   std::unique_ptr<gcl::v1::WorkerService::StubInterface> stub_;
+  std::unique_ptr<MetricsExporter> metrics_;  // null without --metrics-listen
   absl::Duration heartbeat_interval_ = absl::Seconds(5);
 
   std::mutex mu_;

@@ -5,6 +5,7 @@
 // --token defaults to $GCL_TOKEN (a token with role worker when the
 // coordinator has --tokens); --tls-* to $GCL_TLS_CA, $GCL_TLS_CERT,
 // $GCL_TLS_KEY. With TLS, ADDR must be a name in the coordinator's certificate.
+//              [--metrics-listen HOST:PORT] [--metrics-grace SECONDS]
 // SIGINT/SIGTERM: kill the running trainers (grace) and exit.
 #include <signal.h>
 
@@ -24,7 +25,7 @@ int Usage(const char* why) {
   std::fprintf(stderr,
                "gcl-worker: %s\nusage: gcl-worker --coordinator ADDR --work-dir DIR --trainer PATH "
                "[--worker-id ID] [--token TOKEN] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] "
-               "[--stall-timeout S] [--kill-grace S]\n",
+               "[--stall-timeout S] [--kill-grace S] [--metrics-listen HOST:PORT] [--metrics-grace S]\n",
                why);
   return 2;
 }
@@ -59,6 +60,13 @@ int main(int argc, char** argv) {
       tls_cert = v;
     } else if (arg == "--tls-key") {
       tls_key = v;
+    } else if (arg == "--metrics-listen") {
+      options.metrics_listen = v;
+    } else if (arg == "--metrics-grace") {
+      char* end = nullptr;
+      const double s = std::strtod(v.c_str(), &end);
+      if (*end != '\0' || !(s >= 0)) return Usage("--metrics-grace needs a number >= 0");
+      options.metrics_grace = absl::Seconds(s);
     } else if (arg == "--stall-timeout" || arg == "--kill-grace") {
       char* end = nullptr;
       const double s = std::strtod(v.c_str(), &end);

@@ -153,6 +153,15 @@ absl::StatusOr<core::FinetuneResult> RunFinetuneJob(const core::Dataset& data,
       metrics_status = extra->Write(rec);
     }
   };
+  // Validation Dice reaches the agent's /metrics too (Grafana "GCL training").
+  cb.on_validate = [&](int64_t step, double val_dice) {
+    if (extra == nullptr || !metrics_status.ok()) return;
+    core::MetricsRecord rec;
+    rec.step = step;
+    rec.Add("gcl_finetune_val_dice", val_dice,
+            {{"labeled_volumes", std::to_string(o.labeled_volumes)}});
+    metrics_status = extra->Write(rec);
+  };
   GCL_ASSIGN_OR_RETURN(core::FinetuneResult res, core::RunFinetune(data, o, cb));
   progress.Finish();
   GCL_RETURN_IF_ERROR(metrics_status);

@@ -22,6 +22,7 @@
 #include "worker/gcl/model/memory_format.h"
 #include "worker/gcl/model/projection_head.h"
 #include "worker/gcl/train/checkpoint.h"
+#include "worker/gcl/train/conflict_metrics.h"
 #include "worker/gcl/train/safetensors.h"
 
 namespace gcl::core {
@@ -59,11 +60,6 @@ std::vector<std::pair<int64_t, fs::path>> ListStepCheckpoints(const fs::path& di
 double CosineLr(double base, int64_t step, int64_t total, bool cosine) {
   if (!cosine || total <= 0) return base;
   return base * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(step) / static_cast<double>(total)));
-}
-
-// Ordered pair name "patient|phase" (architecture doc section 5).
-std::string PairName(const std::vector<std::string>& names, int m, int other) {
-  return absl::StrCat(names[m], "|", names[other]);
 }
 
 // Drops the records of steps after `step` from a JSONL metrics file.
@@ -357,14 +353,7 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
     for (size_t h = 0; h < head_params.size(); ++h) {
       if (head_sum[h].defined()) head_params[h].mutable_grad() = head_sum[h] / m_count;
     }
-    for (size_t p = 0; p < stats.pairs.size(); ++p) {
-      const auto& ps = stats.pairs[p];
-      auto row = conflict_totals[static_cast<int64_t>(p)];
-      row[0] += ps.n_none;
-      row[1] += ps.n_slight;
-      row[2] += ps.n_conflict;
-      row[3] += ps.n_modified;
-    }
+    AccumulateConflictTotals(stats, &conflict_totals);
   }
   const double lr_t = CosineLr(opt.lr, t, opt.steps, opt.cosine);
   for (auto& group : optimizer->param_groups()) {
@@ -385,34 +374,7 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
       }
     }
     if (opt.pixel_loss) record->Add("gcl_pixel_positive_probability", pix_total.mean_p_pos);
-    for (size_t p = 0; p < stats.pairs.size(); ++p) {
-      const auto& ps = stats.pairs[p];
-      const std::string pair = PairName(label_names, ps.m, ps.other);
-      record->Add("gcl_grad_cosine", ps.cos_pre, {{"pair", pair}, {"stage", "pre"}});
-      record->Add("gcl_grad_cosine", ps.cos_post, {{"pair", pair}, {"stage", "post"}});
-      if (mitigator) {
-        record->Add("gcl_grad_target_cosine", ps.target_mean, {{"pair", pair}});
-        record->Add("gcl_grad_injection_weight", ps.w_mean, {{"pair", pair}});
-      }
-      auto row = conflict_totals[static_cast<int64_t>(p)];
-      const char* kinds[] = {"none", "slight", "conflict"};
-      for (int k = 0; k < 3; ++k) {
-        record->Add("gcl_grad_conflicts_total", static_cast<double>(row[k].item<int64_t>()),
-                    {{"pair", pair}, {"kind", kinds[k]}});
-      }
-      record->Add("gcl_grad_modified_total", static_cast<double>(row[3].item<int64_t>()),
-                  {{"pair", pair}});
-    }
-    for (size_t m = 0; m < stats.norm_pre.size(); ++m) {
-      record->Add("gcl_grad_norm", stats.norm_pre[m], {{"meta_label", label_names[m]}, {"stage", "pre"}});
-      if (m < stats.norm_post.size()) {
-        record->Add("gcl_grad_norm", stats.norm_post[m],
-                    {{"meta_label", label_names[m]}, {"stage", "post"}});
-      }
-      if (m < stats.update_cos.size()) {
-        record->Add("gcl_update_cosine", stats.update_cos[m], {{"meta_label", label_names[m]}});
-      }
-    }
+    AddConflictSamples(stats, label_names, conflict_totals, mitigator != nullptr, record);
   }
   return loss_value;
 }
