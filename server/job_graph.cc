@@ -222,9 +222,18 @@ absl::Status JobGraph::Settle(const JobRecord& parent) {
 }
 
 absl::Status JobGraph::Advance() {
-  GCL_ASSIGN_OR_RETURN(std::vector<JobRecord> active, registry_->RecoverActive());
+  // Only experiment jobs, not every active job: this runs in each scheduling pass.
+  storage::JobFilter filter;
+  filter.kind = kExperimentKind;
+  filter.states = {JobState::kQueued, JobState::kRunning, JobState::kCancelling};
+  filter.page_size = 1000;
+  std::vector<JobRecord> active;
+  do {
+    GCL_ASSIGN_OR_RETURN(storage::JobPage page, registry_->ListJobs(filter));
+    active.insert(active.end(), page.jobs.begin(), page.jobs.end());
+    filter.page_token = page.next_page_token;
+  } while (!filter.page_token.empty());
   for (const JobRecord& job : active) {
-    if (job.kind != kExperimentKind) continue;
     if (job.state == JobState::kQueued) {
       GCL_RETURN_IF_ERROR(Expand(job));
     } else {
