@@ -24,6 +24,8 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "prometheus/text_serializer.h"
+#include "gcl/base/status_macros.h"
+#include "metrics/metrics_endpoint.h"
 
 namespace gcl::server {
 namespace {
@@ -247,19 +249,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorMetrics>> CoordinatorMetrics::Create(
   std::string address;
   const std::string listen = impl->options().listen;
   if (!listen.empty()) {
-    try {
-      impl->exposer = std::make_unique<prometheus::Exposer>(listen, 2);
-    } catch (const std::exception& e) {
-      return absl::UnavailableError(
-          absl::StrCat("--metrics-listen ", listen, ": cannot serve /metrics: ", e.what()));
-    }
-    const std::vector<int> ports = impl->exposer->GetListeningPorts();
-    if (ports.empty()) {
-      return absl::UnavailableError(absl::StrCat("--metrics-listen ", listen, ": no port bound"));
-    }
-    const size_t colon = listen.rfind(':');
-    address = absl::StrCat(colon == std::string::npos ? listen : listen.substr(0, colon), ":",
-                           ports.front());
+    GCL_ASSIGN_OR_RETURN(metrics::MetricsEndpoint endpoint, metrics::StartMetricsEndpoint(listen));
+    impl->exposer = std::move(endpoint.exposer);
+    address = std::move(endpoint.address);
     impl->exposer->RegisterCollectable(std::weak_ptr<prometheus::Collectable>(impl));
   }
   return std::unique_ptr<CoordinatorMetrics>(

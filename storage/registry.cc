@@ -26,6 +26,22 @@ constexpr char kJobCols[] =
     "(SELECT a.worker_id FROM attempts a WHERE a.job_id=jobs.id AND a.attempt=jobs.attempt) "
     "AS worker_id";
 constexpr char kDefaultQueuedReason[] = "waiting for a worker";
+constexpr char kEventCols[] = "seq,job_id,at_ms,kind,from_state,to_state,reason,attempt,payload_json";
+
+// A job_events row selected with kEventCols.
+JobEvent ReadEvent(const Statement& st) {
+  JobEvent e;
+  e.seq = st.ColumnInt64(0);
+  e.job_id = st.ColumnText(1);
+  e.at_ms = st.ColumnInt64(2);
+  e.kind = st.ColumnText(3);
+  e.from_state = st.ColumnText(4);
+  e.to_state = st.ColumnText(5);
+  e.reason = st.ColumnText(6);
+  e.attempt = static_cast<int32_t>(st.ColumnInt64(7));
+  e.payload_json = st.ColumnText(8);
+  return e;
+}
 
 JobRecord ReadJob(const Statement& st) {
   JobRecord j;
@@ -214,23 +230,11 @@ absl::StatusOr<std::vector<JobEvent>> Registry::EventsAfter(std::string_view job
   GCL_RETURN_IF_ERROR(ReadJobById(*reader_, job_id).status());
   GCL_ASSIGN_OR_RETURN(
       Statement st,
-      reader_->Prepare("SELECT seq,job_id,at_ms,kind,from_state,to_state,reason,attempt,"
-                       "payload_json FROM job_events WHERE job_id=?1 AND seq>?2 "
-                       "ORDER BY seq LIMIT ?3"));
+      reader_->Prepare(internal::Cat("SELECT ", kEventCols,
+                                     " FROM job_events WHERE job_id=?1 AND seq>?2 "
+                                     "ORDER BY seq LIMIT ?3")));
   st.Bind(1, job_id).Bind(2, after_seq).Bind(3, static_cast<int64_t>(limit));
-  GCL_ASSIGN_OR_RETURN(std::vector<JobEvent> out, CollectRows(st, [](const Statement& st) {
-                         JobEvent e;
-                         e.seq = st.ColumnInt64(0);
-                         e.job_id = st.ColumnText(1);
-                         e.at_ms = st.ColumnInt64(2);
-                         e.kind = st.ColumnText(3);
-                         e.from_state = st.ColumnText(4);
-                         e.to_state = st.ColumnText(5);
-                         e.reason = st.ColumnText(6);
-                         e.attempt = static_cast<int32_t>(st.ColumnInt64(7));
-                         e.payload_json = st.ColumnText(8);
-                         return e;
-                       }));
+  GCL_ASSIGN_OR_RETURN(std::vector<JobEvent> out, CollectRows(st, ReadEvent));
   return out;
 }
 
@@ -1383,23 +1387,11 @@ absl::StatusOr<std::optional<JobEvent>> Registry::LastEvent(std::string_view job
   absl::MutexLock lock(&mu_);
   GCL_RETURN_IF_ERROR(GetJobLocked(job_id).status());
   GCL_ASSIGN_OR_RETURN(
-      Statement st, db_->Prepare("SELECT seq,job_id,at_ms,kind,from_state,to_state,reason,attempt,"
-                                 "payload_json FROM job_events WHERE job_id=?1 AND kind=?2 "
-                                 "ORDER BY seq DESC LIMIT 1"));
+      Statement st, db_->Prepare(internal::Cat("SELECT ", kEventCols,
+                                               " FROM job_events WHERE job_id=?1 AND kind=?2 "
+                                               "ORDER BY seq DESC LIMIT 1")));
   st.Bind(1, job_id).Bind(2, kind);
-  GCL_ASSIGN_OR_RETURN(std::vector<JobEvent> out, CollectRows(st, [](const Statement& st) {
-                         JobEvent e;
-                         e.seq = st.ColumnInt64(0);
-                         e.job_id = st.ColumnText(1);
-                         e.at_ms = st.ColumnInt64(2);
-                         e.kind = st.ColumnText(3);
-                         e.from_state = st.ColumnText(4);
-                         e.to_state = st.ColumnText(5);
-                         e.reason = st.ColumnText(6);
-                         e.attempt = static_cast<int32_t>(st.ColumnInt64(7));
-                         e.payload_json = st.ColumnText(8);
-                         return e;
-                       }));
+  GCL_ASSIGN_OR_RETURN(std::vector<JobEvent> out, CollectRows(st, ReadEvent));
   if (out.empty()) return std::optional<JobEvent>();
   return std::optional<JobEvent>(std::move(out.front()));
 }

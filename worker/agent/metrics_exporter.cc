@@ -1,7 +1,5 @@
 #include "worker/agent/metrics_exporter.h"
 
-#include <unistd.h>
-
 #include <cmath>
 #include <exception>
 #include <map>
@@ -20,6 +18,8 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "prometheus/text_serializer.h"
+#include "gcl/base/status_macros.h"
+#include "metrics/metrics_endpoint.h"
 
 namespace gcl::agent {
 namespace {
@@ -247,16 +247,6 @@ class MetricsExporter::Impl : public prometheus::Collectable {
 
 namespace {
 
-std::string AdvertisedAddress(const std::string& listen, int port) {
-  const size_t colon = listen.rfind(':');
-  std::string host = colon == std::string::npos ? listen : listen.substr(0, colon);
-  if (host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]") {
-    char buf[256] = {0};
-    host = ::gethostname(buf, sizeof(buf) - 1) == 0 ? buf : "localhost";
-  }
-  return absl::StrCat(host, ":", port);
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsExporter>> MetricsExporter::Create(
@@ -268,17 +258,9 @@ absl::StatusOr<std::unique_ptr<MetricsExporter>> MetricsExporter::Create(
   std::string address;
   const std::string listen = impl->options().listen;
   if (!listen.empty()) {
-    try {
-      impl->exposer = std::make_unique<prometheus::Exposer>(listen, 2);
-    } catch (const std::exception& e) {
-      return absl::UnavailableError(
-          absl::StrCat("--metrics-listen ", listen, ": cannot serve /metrics: ", e.what()));
-    }
-    const std::vector<int> ports = impl->exposer->GetListeningPorts();
-    if (ports.empty()) {
-      return absl::UnavailableError(absl::StrCat("--metrics-listen ", listen, ": no port bound"));
-    }
-    address = AdvertisedAddress(listen, ports.front());
+    GCL_ASSIGN_OR_RETURN(metrics::MetricsEndpoint endpoint, metrics::StartMetricsEndpoint(listen));
+    impl->exposer = std::move(endpoint.exposer);
+    address = std::move(endpoint.address);
   }
   if (impl->exposer)
     impl->exposer->RegisterCollectable(std::weak_ptr<prometheus::Collectable>(impl));
