@@ -71,6 +71,21 @@ TEST(TwoViewAugmentTest, DeterministicInSeedAndViewsDiffer) {
   }
 }
 
+// A data-parallel rank augments only its shard, and must get exactly the rows
+// the whole batch would have had (same seed).
+TEST(TwoViewAugmentTest, ShardIsExactlyItsRowsOfTheWholeBatch) {
+  const at::Tensor slices = RandomSlices(8, 16, 16, 3);
+  TwoViewAugmentOptions o;
+  o.blur_p = 0.5;
+  const at::Tensor whole = TwoViewAugment(slices, o, 42);
+  for (int64_t first : {0, 2, 4, 6}) {
+    const at::Tensor shard = TwoViewAugment(slices.narrow(0, first, 2), o, 42, nullptr, 2 * first);
+    EXPECT_TRUE(at::equal(shard, whole.narrow(0, 2 * first, 4))) << "first slice " << first;
+  }
+  EXPECT_FALSE(at::equal(TwoViewAugment(slices.narrow(0, 2, 2), o, 42),
+                            whole.narrow(0, 4, 4)));
+}
+
 TEST(TwoViewAugmentTest, BrightnessContrastRanges) {
   const TwoViewAugmentOptions o = IntensityOnly();
   at::Tensor x = RandomSlices(64, 16, 16, 3, 0.3, 0.7);  // never clipped

@@ -82,6 +82,15 @@ absl::StatusOr<std::pair<JobSpec, std::string>> LoadSpec(const RunFlags& flags) 
   return std::make_pair(std::move(spec), SpecDir(flags.spec_path));
 }
 
+// Only pre-training runs data-parallel; fine-tuning 1-8 volumes needs one rank.
+absl::Status RequireSingleRank(const char* what) {
+  GCL_ASSIGN_OR_RETURN(core::DataParallelOptions dp, core::DataParallelOptionsFromEnv());
+  if (dp.world_size == 1) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, " runs on one rank, but GCL_WORLD_SIZE is ", dp.world_size,
+      " (resources.devices must be 1 for this kind)"));
+}
+
 double Mean(const std::vector<double>& v) {
   double s = 0;
   for (double x : v) s += x;
@@ -112,12 +121,13 @@ absl::StatusOr<core::Dataset> LoadSpecDataset(const JobSpec& spec, const std::st
 
 absl::StatusOr<core::PretrainResult> RunPretrainJob(const JobSpec& spec, const core::Dataset& data,
                                                     const std::string& output_dir,
-                                                    const std::string& metrics_path, bool quiet) {
+                                                    const std::string& metrics_path, bool quiet,
+                                                    core::DataParallelGroup* group) {
   GCL_ASSIGN_OR_RETURN(core::PretrainOptions opt, PretrainOptionsFromSpec(spec));
   opt.output_dir = output_dir;
   opt.config_json = spec.ShortDebugString();
   GCL_ASSIGN_OR_RETURN(core::MetricsWriter extra, core::MetricsWriter::Open(metrics_path));
-  GCL_ASSIGN_OR_RETURN(auto trainer, core::Pretrainer::Create(data, opt));
+  GCL_ASSIGN_OR_RETURN(auto trainer, core::Pretrainer::Create(data, opt, group));
   std::printf("pre-training %s: %lld steps, batch %lld slices, %lld threads, output %s\n",
               gcl::spec::VariantName(spec.method().variant()).c_str(),
               static_cast<long long>(opt.steps), static_cast<long long>(opt.batch),
@@ -307,9 +317,18 @@ absl::Status RunPretrainCommand(const RunFlags& flags) {
         flags.spec_path, ": method.variant: random_init has no pre-training; fine-tune with init: random"));
   }
   GCL_ASSIGN_OR_RETURN(core::Dataset data, LoadSpecDataset(spec, spec_dir));
+  GCL_ASSIGN_OR_RETURN(core::DataParallelOptions dp, core::DataParallelOptionsFromEnv());
+  std::unique_ptr<core::DataParallelGroup> group;
+  std::string metrics_path = flags.metrics_path;
+  if (dp.world_size > 1) {
+    GCL_ASSIGN_OR_RETURN(group, core::DataParallelGroup::Join(dp));
+    std::printf("rank %d of %d joined rendezvous %s\n", dp.rank, dp.world_size, dp.rendezvous.c_str());
+    if (dp.rank != 0) metrics_path.clear();  // rank 0 reports for the job
+  }
   GCL_ASSIGN_OR_RETURN(
       core::PretrainResult result,
-      RunPretrainJob(spec, data, OutputDir(spec, flags, spec_dir), flags.metrics_path, flags.quiet));
+      RunPretrainJob(spec, data, OutputDir(spec, flags, spec_dir), metrics_path, flags.quiet,
+                     group.get()));
   if (result.resumed_from > 0) {
     std::printf("resumed from step %lld\n", static_cast<long long>(result.resumed_from));
   }
@@ -326,6 +345,7 @@ absl::Status RunFinetuneCommand(const RunFlags& flags) {
     return absl::InvalidArgumentError(
         absl::StrCat(flags.spec_path, ": kind: 'finetune' expected for gcl-train finetune"));
   }
+  GCL_RETURN_IF_ERROR(RequireSingleRank("fine-tuning"));
   GCL_ASSIGN_OR_RETURN(core::Dataset data, LoadSpecDataset(spec, spec_dir));
   GCL_ASSIGN_OR_RETURN(core::FinetuneOptions base, FinetuneOptionsFromSpec(spec, spec_dir));
   base.model.num_classes = data.num_classes();

@@ -42,11 +42,13 @@ absl::StatusOr<core::Dataset> LoadSpecDataset(const gcl::v1::JobSpec& spec,
                                               const std::string& spec_dir);
 // One pre-training run of `spec` (kind pretrain, defaults applied, not
 // random_init) on `data` into output_dir; resumes from the checkpoints there.
-// metrics_path: an extra JSONL copy of the metrics ("" = none).
+// metrics_path: an extra JSONL copy of the metrics ("" = none). group: this
+// rank's data-parallel job (null: one process).
 absl::StatusOr<core::PretrainResult> RunPretrainJob(const gcl::v1::JobSpec& spec,
                                                     const core::Dataset& data,
                                                     const std::string& output_dir,
-                                                    const std::string& metrics_path, bool quiet);
+                                                    const std::string& metrics_path, bool quiet,
+                                                    core::DataParallelGroup* group = nullptr);
 // One fine-tuning run with a progress line; every 10th step's loss also goes
 // to `extra` (may be null) labelled with options.labeled_volumes.
 absl::StatusOr<core::FinetuneResult> RunFinetuneJob(const core::Dataset& data,

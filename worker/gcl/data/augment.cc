@@ -85,12 +85,18 @@ at::Tensor PerViewBlur(const at::Tensor& x, const std::vector<double>& sigma,
 }  // namespace
 
 at::Tensor TwoViewAugment(const at::Tensor& slices, const TwoViewAugmentOptions& options,
-                          uint64_t seed, at::Tensor* affines) {
+                          uint64_t seed, at::Tensor* affines, int64_t first_view) {
   TORCH_CHECK(slices.dim() == 3, "TwoViewAugment: slices must be [B, H, W], got ",
               slices.sizes());
+  TORCH_CHECK(first_view >= 0 && first_view % 2 == 0,
+              "TwoViewAugment: first_view must be even and >= 0, got ", first_view);
   const int64_t b = slices.size(0), h = slices.size(1), w = slices.size(2);
   const int64_t n = 2 * b;
+  // Each view consumes exactly kDrawsPerView draws (below), so a shard skips
+  // the draws of the views before it.
+  constexpr unsigned long long kDrawsPerView = 11;
   std::mt19937_64 gen(MixSeed(seed));
+  gen.discard(static_cast<unsigned long long>(first_view) * kDrawsPerView);
   at::Tensor theta = at::zeros({n, 2, 3}, at::kFloat);
   float* th = theta.data_ptr<float>();
   std::vector<float> delta(n), contrast(n);

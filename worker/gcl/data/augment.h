@@ -37,9 +37,12 @@ struct TwoViewAugmentOptions {
 // If `affines` is non-null it receives the float32 [2B, 2, 3] matrices theta
 // used with affine_grid (align_corners = false): the normalised input point
 // sampled for normalised output point p is theta[:, :2] p + theta[:, 2].
+// first_view: `slices` are rows first_view/2 ... of a larger batch (a
+// data-parallel rank's shard); the result is exactly those rows of the larger
+// batch's augmentation with the same seed. REQUIRES first_view even, >= 0.
 // Throws c10::Error on a wrong shape.
 at::Tensor TwoViewAugment(const at::Tensor& slices, const TwoViewAugmentOptions& options,
-                          uint64_t seed, at::Tensor* affines = nullptr);
+                          uint64_t seed, at::Tensor* affines = nullptr, int64_t first_view = 0);
 
 struct FinetuneAugmentOptions {
   double rotation_deg = 15;  // uniform in [-rotation_deg, rotation_deg]

@@ -14,10 +14,15 @@ nn::Conv2d Conv3x3(int64_t in, int64_t out) {
 }
 
 // Appends conv -> BN -> ReLU to `seq` and returns the conv handle.
-nn::Conv2d AppendConvBnRelu(nn::Sequential& seq, int64_t in, int64_t out) {
+nn::Conv2d AppendConvBnRelu(nn::Sequential& seq, int64_t in, int64_t out,
+                            BatchStatReducer* bn_reducer = nullptr) {
   nn::Conv2d conv = Conv3x3(in, out);
   seq->push_back(conv);
-  seq->push_back(nn::BatchNorm2d(out));
+  if (bn_reducer != nullptr) {
+    seq->push_back(SyncBatchNorm2d(out, bn_reducer));
+  } else {
+    seq->push_back(nn::BatchNorm2d(out));
+  }
   seq->push_back(nn::ReLU());
   return conv;
 }
@@ -42,6 +47,9 @@ void InitUNetWeights(torch::nn::Module& module) {
     } else if (auto* bn = m->as<nn::BatchNorm2dImpl>()) {
       bn->weight.fill_(1.0);
       bn->bias.zero_();
+    } else if (auto* sbn = m->as<SyncBatchNorm2dImpl>()) {
+      sbn->weight.fill_(1.0);
+      sbn->bias.zero_();
     }
   }
 }
@@ -52,8 +60,8 @@ UNetEncoderImpl::UNetEncoderImpl(const UNetOptions& options) : options_(options)
   for (int64_t l = 0; l < options_.depth; ++l) {
     const int64_t c = LevelChannels(options_, l);
     nn::Sequential level;
-    AppendConvBnRelu(level, in, c);
-    last_conv_ = AppendConvBnRelu(level, c, c);
+    AppendConvBnRelu(level, in, c, options_.bn_reducer);
+    last_conv_ = AppendConvBnRelu(level, c, c, options_.bn_reducer);
     levels_.push_back(register_module("level" + std::to_string(l), level));
     in = c;
   }

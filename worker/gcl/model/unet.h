@@ -12,6 +12,8 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/pimpl.h>
 
+#include "worker/gcl/model/sync_batch_norm.h"
+
 namespace gcl::core {
 
 struct UNetOptions {
@@ -19,11 +21,14 @@ struct UNetOptions {
   int64_t num_classes = 4;
   int64_t base = 16;   // channels of level 0; level l has base * 2^l
   int64_t depth = 5;   // encoder levels (4 up-steps in the decoder for depth 5)
+  // Data-parallel jobs: the encoder's BN layers become SyncBatchNorm2d over
+  // this reducer (not owned). Null: plain BatchNorm2d.
+  BatchStatReducer* bn_reducer = nullptr;
 };
 
 // Kaiming-normal (fan_in, ReLU gain) init of every conv weight in the
 // submodules of `module` (not `module` itself),
-// zero conv biases, BN gamma 1 / beta 0. Draws from the global torch RNG:
+// zero conv biases, BN (and SyncBN) gamma 1 / beta 0. Draws from the global torch RNG:
 // callers seed with torch::manual_seed before constructing a model.
 void InitUNetWeights(torch::nn::Module& module);
 

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -90,6 +92,9 @@ absl::Status TruncateMetricsAfter(const std::string& path, int64_t step) {
 struct Pretrainer::Impl {
   const Dataset* dataset = nullptr;
   PretrainOptions opt;
+  DataParallelGroup* group = nullptr;  // null: one process
+  // Data-parallel all-reduce buffers: encoder + heads (mean path), heads.
+  std::unique_ptr<GradLayout> all_layout, head_layout;
   UNetEncoder encoder{nullptr};
   ProjectionHead head_i{nullptr};
   ProjectionHead head_p{nullptr};
@@ -107,9 +112,20 @@ struct Pretrainer::Impl {
 
   int64_t num_losses() const { return static_cast<int64_t>(label_names.size()); }
 
+  int world() const { return group != nullptr ? group->world_size() : 1; }
+  int rank() const { return group != nullptr ? group->rank() : 0; }
+
   absl::Status Init();
   absl::Status MaybeResume();
+  NamedTensors CollectState();
+  absl::Status RestoreState(const LoadedCheckpoint& ckpt);
+  // Rank 0's state (fresh or resumed) and start step to every rank.
+  absl::Status SyncFromRankZero();
   absl::StatusOr<std::string> SaveCheckpoint(int64_t steps_done, const fs::path& path);
+  // Every rank's rows of a per-view tensor, in rank order; only this rank's
+  // rows carry gradient (the other ranks differentiate their own rows, and
+  // the all-reduce of the parameter gradients adds the parts up).
+  torch::Tensor GatherViews(const torch::Tensor& local, const char* what);
   void PruneCheckpoints();
   // One training step (0-based index t). Returns the total loss.
   double Step(int64_t t, bool log, MetricsRecord* record);
@@ -121,10 +137,23 @@ absl::Status Pretrainer::Impl::Init() {
   if (!opt.image_loss && !opt.pixel_loss) {
     return absl::InvalidArgumentError("method: neither the image nor the pixel loss is enabled");
   }
-  torch::manual_seed(StreamSeed(opt.seed, RngStream::kInit, 0));
-  encoder = UNetEncoder(opt.model);
-  head_i = ProjectionHead(encoder->out_channels(), opt.proj_dim);
-  head_p = ProjectionHead(encoder->out_channels(), opt.proj_dim);
+  if (opt.batch % world() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("train.batch ", opt.batch,
+                                                   " is not a multiple of the ", world(), " ranks"));
+  }
+  if (rank() != 0) opt.output_dir.clear();  // rank 0 alone owns the run folder
+  UNetOptions model = opt.model;
+  if (world() > 1) model.bn_reducer = group->stat_reducer();
+  {
+    // Initial weights come from the process-wide torch RNG: trainers created
+    // at once in one process (ranks as threads in tests) must not interleave.
+    static std::mutex init_rng_mu;
+    std::lock_guard<std::mutex> lock(init_rng_mu);
+    torch::manual_seed(StreamSeed(opt.seed, RngStream::kInit, 0));
+    encoder = UNetEncoder(model);
+    head_i = ProjectionHead(encoder->out_channels(), opt.proj_dim);
+    head_p = ProjectionHead(encoder->out_channels(), opt.proj_dim);
+  }
   ModuleToChannelsLast(*encoder);
   ModuleToChannelsLast(*head_i);
   ModuleToChannelsLast(*head_p);
@@ -137,6 +166,8 @@ absl::Status Pretrainer::Impl::Init() {
   all_params = encoder_params;
   all_params.insert(all_params.end(), head_params.begin(), head_params.end());
   layout = std::make_unique<GradLayout>(encoder_params);
+  all_layout = std::make_unique<GradLayout>(all_params);
+  head_layout = std::make_unique<GradLayout>(head_params);
 
   for (MetaLabel m : opt.meta_labels) label_names.emplace_back(MetaLabelName(m));
   if (label_names.empty()) label_names.push_back("views");
@@ -156,7 +187,8 @@ absl::Status Pretrainer::Impl::Init() {
   so.use_phase = dataset->has_phase;
   GCL_ASSIGN_OR_RETURN(PretrainSampler s, PretrainSampler::Create(IndexSlices(dataset->train), so));
   sampler = std::make_unique<PretrainSampler>(std::move(s));
-  return MaybeResume();
+  GCL_RETURN_IF_ERROR(MaybeResume());
+  return world() > 1 ? SyncFromRankZero() : absl::OkStatus();
 }
 
 absl::Status Pretrainer::Impl::MaybeResume() {
@@ -169,31 +201,71 @@ absl::Status Pretrainer::Impl::MaybeResume() {
                    std::string(ckpt.status().message()).c_str());
       continue;
     }
-    GCL_RETURN_IF_ERROR(RestoreModuleState("encoder.", *ckpt, encoder.get()));
-    GCL_RETURN_IF_ERROR(RestoreModuleState("head_i.", *ckpt, head_i.get()));
-    if (opt.pixel_loss) GCL_RETURN_IF_ERROR(RestoreModuleState("head_p.", *ckpt, head_p.get()));
-    GCL_RETURN_IF_ERROR(RestoreOptimizerState("optim.", *ckpt, optimizer.get()));
-    for (const auto& [name, t] : ckpt->tensors) {
-      if (name == "mitigator.targets" && mitigator) GCL_RETURN_IF_ERROR(mitigator->SetTargets(t));
-      if (name == "stats.conflict_totals" && t.sizes() == conflict_totals.sizes()) {
-        conflict_totals.copy_(t);
-      }
-    }
-    start_step = ckpt->meta.step;
-    return absl::OkStatus();
+    return RestoreState(*ckpt);
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Pretrainer::Impl::SaveCheckpoint(int64_t steps_done,
-                                                             const fs::path& path) {
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+absl::Status Pretrainer::Impl::RestoreState(const LoadedCheckpoint& ckpt) {
+  GCL_RETURN_IF_ERROR(RestoreModuleState("encoder.", ckpt, encoder.get()));
+  GCL_RETURN_IF_ERROR(RestoreModuleState("head_i.", ckpt, head_i.get()));
+  if (opt.pixel_loss) GCL_RETURN_IF_ERROR(RestoreModuleState("head_p.", ckpt, head_p.get()));
+  GCL_RETURN_IF_ERROR(RestoreOptimizerState("optim.", ckpt, optimizer.get()));
+  for (const auto& [name, t] : ckpt.tensors) {
+    if (name == "mitigator.targets" && mitigator) GCL_RETURN_IF_ERROR(mitigator->SetTargets(t));
+    if (name == "stats.conflict_totals" && t.sizes() == conflict_totals.sizes()) {
+      conflict_totals.copy_(t);
+    }
+  }
+  start_step = ckpt.meta.step;
+  return absl::OkStatus();
+}
+
+NamedTensors Pretrainer::Impl::CollectState() {
+  NamedTensors tensors;
   AppendModuleState("encoder.", *encoder, &tensors);
   AppendModuleState("head_i.", *head_i, &tensors);
   if (opt.pixel_loss) AppendModuleState("head_p.", *head_p, &tensors);
   AppendOptimizerState("optim.", *optimizer, &tensors);
   if (mitigator) tensors.emplace_back("mitigator.targets", mitigator->targets());
   tensors.emplace_back("stats.conflict_totals", conflict_totals);
+  return tensors;
+}
+
+absl::Status Pretrainer::Impl::SyncFromRankZero() {
+  // The checkpoint image, not raw parameters: a resumed rank 0 holds
+  // optimizer state (momentum) the other ranks have no buffers for yet.
+  std::string image;
+  if (rank() == 0) {
+    GCL_ASSIGN_OR_RETURN(image, SerializeSafetensors(CollectState(), {}));
+  }
+  std::vector<torch::Tensor> header = {
+      torch::tensor({start_step, static_cast<int64_t>(image.size())}, torch::kInt64)};
+  group->Broadcast(header, "broadcast of rank 0's state size");
+  const int64_t step = header[0][0].item<int64_t>(), size = header[0][1].item<int64_t>();
+  std::vector<torch::Tensor> bytes = {torch::empty({size}, torch::kUInt8)};
+  if (rank() == 0) std::memcpy(bytes[0].data_ptr(), image.data(), image.size());
+  group->Broadcast(bytes, "broadcast of rank 0's state");
+  if (rank() == 0) return absl::OkStatus();
+  const std::string_view view(static_cast<const char*>(bytes[0].data_ptr()), size);
+  GCL_ASSIGN_OR_RETURN(ParsedSafetensors parsed, ParseSafetensors(view, "rank 0's state"));
+  LoadedCheckpoint ckpt;
+  ckpt.tensors = std::move(parsed.tensors);
+  ckpt.meta.step = step;
+  return RestoreState(ckpt);
+}
+
+torch::Tensor Pretrainer::Impl::GatherViews(const torch::Tensor& local, const char* what) {
+  if (world() == 1) return local;
+  const torch::Tensor all = group->AllGather(local.detach(), what);
+  const int64_t n = local.size(0), before = rank() * n;
+  return torch::cat({all.narrow(0, 0, before), local,
+                     all.narrow(0, before + n, all.size(0) - before - n)});
+}
+
+absl::StatusOr<std::string> Pretrainer::Impl::SaveCheckpoint(int64_t steps_done,
+                                                             const fs::path& path) {
+  const NamedTensors tensors = CollectState();
   CheckpointMeta meta;
   meta.step = steps_done;
   meta.kind = "pretrain";
@@ -225,20 +297,27 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
     }
     mark = now;
   };
-  const auto refs = sampler->BatchAt(t);
+  if (group != nullptr) group->SetStep(t);
+  const auto refs = sampler->BatchAt(t);  // the global batch; this rank's shard below
+  const int64_t shard = static_cast<int64_t>(refs.size()) / world(), first = rank() * shard;
   std::vector<torch::Tensor> slices;
-  slices.reserve(refs.size());
-  for (const auto& r : refs) slices.push_back(dataset->train[r.volume].image[r.slice]);
-  torch::Tensor views =
-      TwoViewAugment(torch::stack(slices), opt.augment, StreamSeed(opt.seed, RngStream::kAugment, t));
+  slices.reserve(shard);
+  for (int64_t i = first; i < first + shard; ++i) {
+    slices.push_back(dataset->train[refs[i].volume].image[refs[i].slice]);
+  }
+  torch::Tensor views = TwoViewAugment(torch::stack(slices), opt.augment,
+                                       StreamSeed(opt.seed, RngStream::kAugment, t), nullptr,
+                                       /*first_view=*/2 * first);
   views = ToChannelsLast(views);
   lap("data");
 
   const auto feats = encoder->forward(views);
   const torch::Tensor& f = feats.back();
   torch::Tensor v_map = head_i->forward(f);  // [N, d, h, w]
-  torch::Tensor z = torch::nn::functional::normalize(
-      v_map.mean({2, 3}), torch::nn::functional::NormalizeFuncOptions().dim(1));
+  torch::Tensor z = GatherViews(
+      torch::nn::functional::normalize(v_map.mean({2, 3}),
+                                       torch::nn::functional::NormalizeFuncOptions().dim(1)),
+      "all_gather of image embeddings");
   torch::Tensor v, u;
   const int64_t n_sel = opt.grad_filter
                             ? PaceNumSelected(t, opt.steps, opt.pool_k, opt.pace_lambda0,
@@ -246,8 +325,10 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
                             : opt.pool_k;
   if (opt.pixel_loss) {
     auto norm1 = torch::nn::functional::NormalizeFuncOptions().dim(1);
-    v = torch::nn::functional::normalize(v_map.flatten(2), norm1).detach();
-    u = torch::nn::functional::normalize(head_p->forward(f).flatten(2), norm1);
+    v = GatherViews(torch::nn::functional::normalize(v_map.flatten(2), norm1).detach(),
+                    "all_gather of pixel targets");
+    u = GatherViews(torch::nn::functional::normalize(head_p->forward(f).flatten(2), norm1),
+                    "all_gather of pixel embeddings");
   }
   lap("forward");
 
@@ -315,8 +396,18 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
   if (!per_label) {
     total.backward();
     lap("backward");
+    if (world() > 1) {
+      std::vector<torch::Tensor> grads;
+      for (const auto& p : all_params) grads.push_back(p.grad());
+      torch::Tensor flat = all_layout->Flatten(grads);
+      group->AllReduceSum(flat, "all_reduce of gradients");
+      all_layout->Unflatten(flat, &grads);
+      for (size_t i = 0; i < all_params.size(); ++i) all_params[i].mutable_grad() = grads[i];
+      lap("allreduce");
+    }
   } else {
     std::vector<torch::Tensor> enc_flat;
+    std::vector<c10::intrusive_ptr<c10d::Work>> reduces;
     std::vector<torch::Tensor> head_sum(head_params.size());
     const size_t q_enc = encoder_params.size();
     for (int64_t m = 0; m < m_count; ++m) {
@@ -325,6 +416,8 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
                                          /*create_graph=*/false, /*allow_unused=*/true);
       std::vector<torch::Tensor> enc(grads.begin(), grads.begin() + q_enc);
       enc_flat.push_back(layout->Flatten(enc));
+      // Runs on the process group's threads while label m+1's backward runs.
+      if (world() > 1) reduces.push_back(group->StartAllReduceSum(enc_flat.back()));
       for (size_t h = 0; h < head_params.size(); ++h) {
         const auto& g = grads[q_enc + h];
         if (!g.defined()) continue;
@@ -332,6 +425,15 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
       }
     }
     lap("backward");
+    if (world() > 1) {
+      for (int64_t m = 0; m < m_count; ++m) {
+        group->Wait(reduces[m], absl::StrCat("all_reduce of the ", label_names[m], " gradient"));
+      }
+      torch::Tensor heads = head_layout->Flatten(head_sum);
+      group->AllReduceSum(heads, "all_reduce of head gradients");
+      head_layout->Unflatten(heads, &head_sum);
+      lap("allreduce");
+    }
     torch::Tensor combined;
     switch (opt.combine) {
       case CombineMode::kMean:
@@ -383,9 +485,11 @@ Pretrainer::Pretrainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Pretrainer::~Pretrainer() = default;
 
 absl::StatusOr<std::unique_ptr<Pretrainer>> Pretrainer::Create(const Dataset& dataset,
-                                                                PretrainOptions options) {
+                                                                PretrainOptions options,
+                                                                DataParallelGroup* group) {
   auto impl = std::make_unique<Impl>();
   impl->dataset = &dataset;
+  impl->group = group;
   impl->opt = std::move(options);
   GCL_RETURN_IF_ERROR(CatchToStatus("pre-training setup", [&] { return impl->Init(); }));
   return std::unique_ptr<Pretrainer>(new Pretrainer(std::move(impl)));

@@ -17,6 +17,7 @@
 #include "worker/gcl/data/augment.h"
 #include "worker/gcl/data/dataset.h"
 #include "worker/gcl/data/meta_labels.h"
+#include "worker/gcl/dist/data_parallel_group.h"
 #include "worker/gcl/gradients/grad_mitigator.h"
 #include "worker/gcl/losses/grad_filter.h"
 #include "worker/gcl/model/unet.h"
@@ -91,10 +92,23 @@ struct PretrainResult {
   std::string encoder_safetensors;
 };
 
+// Data parallelism (`group` with world size W > 1): every rank runs this same
+// loop on its contiguous 1/W shard of the global batch (sampler batch and
+// augmentation as one process would draw them) with SyncBatchNorm2d in the
+// encoder. Embeddings are all-gathered so each rank evaluates the global
+// losses, with gradient flowing only into its own rows; the per-label encoder
+// gradients (one flat buffer each, started while the next label's backward
+// runs) and the summed head gradients are all-reduced, so every rank combines
+// the same global gradients with the same seed and applies the same update.
+// Rank 0 alone reads and writes output_dir; it broadcasts its state (fresh or
+// resumed) to the other ranks before the first step.
 class Pretrainer {
  public:
+  // `group` (may be null: one process) must outlive the Pretrainer.
+  // kInvalidArgument when batch is not a multiple of the world size.
   static absl::StatusOr<std::unique_ptr<Pretrainer>> Create(const Dataset& dataset,
-                                                            PretrainOptions options);
+                                                            PretrainOptions options,
+                                                            DataParallelGroup* group = nullptr);
   ~Pretrainer();
 
   absl::StatusOr<PretrainResult> Run(const PretrainCallbacks& callbacks = {});

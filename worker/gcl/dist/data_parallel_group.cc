@@ -1,0 +1,265 @@
+#include "worker/gcl/dist/data_parallel_group.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include <array>
+#include <cstdlib>
+#include <map>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
+namespace gcl::core {
+namespace {
+
+constexpr auto kHeartbeatPeriod = std::chrono::milliseconds(500);
+
+std::string HeartbeatKey(int rank) { return absl::StrCat("gcl/heartbeat/", rank); }
+
+// Steps are 0-based internally, 1-based in messages; -1 is set-up.
+std::string StepName(int64_t step) {
+  return step < 0 ? "in set-up" : absl::StrCat("at step ", step + 1);
+}
+
+bool IsLoopback(const std::string& host) {
+  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
+}
+
+absl::Status ParseEnvInt(const char* name, int* out) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return absl::OkStatus();
+  if (!absl::SimpleAtoi(v, out)) {
+    return absl::InvalidArgumentError(absl::StrCat(name, "='", v, "' is not an integer"));
+  }
+  return absl::OkStatus();
+}
+
+// y = Σ_ranks x; dL/dx_r = Σ_ranks dL/dy (every rank's loss depends on y).
+struct AllReduceSumFunction : torch::autograd::Function<AllReduceSumFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
+                               DataParallelGroup* group) {
+    ctx->saved_data["group"] = reinterpret_cast<int64_t>(group);
+    torch::Tensor y = x.clone();
+    group->AllReduceSum(y, "sync_batch_norm forward");
+    return y;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto* group = reinterpret_cast<DataParallelGroup*>(ctx->saved_data["group"].toInt());
+    torch::Tensor g = grads[0].contiguous().clone();
+    group->AllReduceSum(g, "sync_batch_norm backward");
+    return {g, torch::Tensor()};
+  }
+};
+
+class GroupStatReducer : public BatchStatReducer {
+ public:
+  explicit GroupStatReducer(DataParallelGroup* group) : group_(group) {}
+  torch::Tensor AllReduceSum(const torch::Tensor& local) override {
+    return AllReduceSumFunction::apply(local, group_);
+  }
+
+ private:
+  DataParallelGroup* group_;
+};
+
+}  // namespace
+
+absl::StatusOr<DataParallelOptions> DataParallelOptionsFromEnv() {
+  DataParallelOptions o;
+  if (absl::Status s = ParseEnvInt("GCL_RANK", &o.rank); !s.ok()) return s;
+  if (absl::Status s = ParseEnvInt("GCL_WORLD_SIZE", &o.world_size); !s.ok()) return s;
+  int timeout_s = static_cast<int>(o.timeout.count() / 1000);
+  if (absl::Status s = ParseEnvInt("GCL_COLLECTIVE_TIMEOUT_S", &timeout_s); !s.ok()) return s;
+  if (timeout_s <= 0) return absl::InvalidArgumentError("GCL_COLLECTIVE_TIMEOUT_S must be > 0");
+  o.timeout = std::chrono::seconds(timeout_s);
+  if (const char* r = std::getenv("GCL_RENDEZVOUS")) o.rendezvous = r;
+  if (o.world_size < 1) return absl::InvalidArgumentError("GCL_WORLD_SIZE must be >= 1");
+  if (o.rank < 0 || o.rank >= o.world_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GCL_RANK=", o.rank, " is outside [0, GCL_WORLD_SIZE=", o.world_size, ")"));
+  }
+  return o;
+}
+
+DataParallelGroup::DataParallelGroup(const DataParallelOptions& options) : options_(options) {}
+
+DataParallelGroup::~DataParallelGroup() {
+  stop_ = true;
+  if (heartbeat_.joinable()) heartbeat_.join();
+}
+
+absl::StatusOr<std::unique_ptr<DataParallelGroup>> DataParallelGroup::Join(
+    const DataParallelOptions& options) {
+  if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("rank ", options.rank, " is outside world size ",
+                                                   options.world_size));
+  }
+  std::vector<std::string> parts = absl::StrSplit(options.rendezvous, absl::MaxSplits(':', 1));
+  int port = 0;
+  if (parts.size() != 2 || parts[0].empty() || !absl::SimpleAtoi(parts[1], &port) || port <= 0 ||
+      port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rendezvous '", options.rendezvous, "' is not host:port"));
+  }
+  std::unique_ptr<DataParallelGroup> g(new DataParallelGroup(options));
+  const std::string where = absl::StrCat("rendezvous ", options.rendezvous, " (rank ",
+                                         options.rank, " of ", options.world_size, ")");
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<uint16_t>(port);
+    so.isServer = options.rank == 0;
+    so.numWorkers = options.world_size;
+    so.waitWorkers = true;
+    so.timeout = options.timeout;
+    g->store_ = c10::make_intrusive<c10d::TCPStore>(parts[0], so);
+    if (options.cuda) {
+#ifdef USE_C10D_NCCL
+      auto no = c10d::ProcessGroupNCCL::Options::create();
+      no->timeout = options.timeout;
+      g->group_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(g->store_, options.rank,
+                                                              options.world_size, no);
+#else
+      return absl::FailedPreconditionError(
+          "this gcl-train was built without NCCL (USE_C10D_NCCL): CUDA ranks cannot communicate");
+#endif
+    } else {
+      auto go = c10d::ProcessGroupGloo::Options::create(options.timeout);
+      go->devices.push_back(IsLoopback(parts[0])
+                                ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                : c10d::ProcessGroupGloo::createDefaultDevice());
+      g->group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store_, options.rank,
+                                                              options.world_size, go);
+    }
+    const std::string first_beat = "0 -1 0";
+    g->store_->set(HeartbeatKey(options.rank),
+                   std::vector<uint8_t>(first_beat.begin(), first_beat.end()));
+  } catch (const std::exception& e) {
+    const std::string msg = e.what();
+    if (msg.find("imed out") != std::string::npos || msg.find("timeout") != std::string::npos) {
+      return absl::DeadlineExceededError(absl::StrCat(where, ": not every rank joined within ",
+                                                      options.timeout.count() / 1000, " s: ",
+                                                      msg.substr(0, msg.find('\n'))));
+    }
+    return absl::UnavailableError(absl::StrCat(where, ": ", msg.substr(0, msg.find('\n'))));
+  }
+  g->stat_reducer_ = std::make_unique<GroupStatReducer>(g.get());
+  g->heartbeat_ = std::thread([raw = g.get()] { raw->HeartbeatLoop(); });
+  return g;
+}
+
+void DataParallelGroup::HeartbeatLoop() {
+  // "<counter> <step> <collectives started>": a counter, not a clock, since
+  // hosts' clocks need not agree.
+  int64_t beat = 0;
+  while (!stop_) {
+    std::this_thread::sleep_for(kHeartbeatPeriod);
+    const std::string value = absl::StrCat(++beat, " ", step_.load(), " ", started_.load());
+    try {
+      store_->set(HeartbeatKey(options_.rank), std::vector<uint8_t>(value.begin(), value.end()));
+    } catch (const std::exception&) {
+      return;  // the store host is gone; the next collective reports it
+    }
+  }
+}
+
+std::string DataParallelGroup::DescribePeers() {
+  auto read = [&] {
+    std::map<int, std::array<int64_t, 3>> beats;  // rank -> (counter, step, collectives)
+    for (int r = 0; r < options_.world_size; ++r) {
+      if (r == options_.rank) continue;
+      const std::vector<uint8_t> v = store_->get(HeartbeatKey(r));
+      std::vector<std::string> parts = absl::StrSplit(std::string(v.begin(), v.end()), ' ');
+      std::array<int64_t, 3> beat = {-1, -1, -1};
+      for (size_t i = 0; i < parts.size() && i < 3; ++i) (void)absl::SimpleAtoi(parts[i], &beat[i]);
+      beats[r] = beat;
+    }
+    return beats;
+  };
+  try {
+    store_->setTimeout(std::chrono::seconds(3));
+    const auto before = read();
+    std::this_thread::sleep_for(4 * kHeartbeatPeriod);
+    const auto after = read();
+    std::vector<std::string> findings;
+    for (const auto& [r, beat] : after) {
+      if (beat[0] == before.at(r)[0]) {
+        findings.push_back(absl::StrCat("rank ", r, " stopped sending heartbeats (dead or hung)"));
+      } else if (beat[2] < started_.load()) {
+        findings.push_back(absl::StrCat("rank ", r, " is alive ", StepName(beat[1]),
+                                        " but has not started this collective (stuck, or slower "
+                                        "than the timeout)"));
+      }
+    }
+    if (findings.empty()) return "every peer is alive and has started this collective";
+    return absl::StrJoin(findings, "; ");
+  } catch (const std::exception&) {
+    return options_.rank == 0 ? "the peers cannot be reached"
+                              : "rank 0 (the rendezvous store host) is not answering (dead or hung)";
+  }
+}
+
+void DataParallelGroup::Fail(const std::string& what, const std::string& error) {
+  const std::string first_line = error.substr(0, error.find('\n'));
+  const std::string peers = options_.world_size > 1 ? DescribePeers() : "";
+  TORCH_CHECK(false, "rank ", options_.rank, " of ", options_.world_size, ": collective ", what, " ",
+              StepName(step_.load()), " failed: ", first_line, "; ", peers);
+}
+
+c10::intrusive_ptr<c10d::Work> DataParallelGroup::StartAllReduceSum(torch::Tensor& t) {
+  ++started_;
+  std::vector<torch::Tensor> ts = {t};
+  return group_->allreduce(ts);
+}
+
+void DataParallelGroup::Wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
+  try {
+    work->wait();
+  } catch (const std::exception& e) {
+    Fail(what, e.what());
+  }
+}
+
+void DataParallelGroup::AllReduceSum(torch::Tensor& t, const std::string& what) {
+  c10::intrusive_ptr<c10d::Work> work;
+  try {
+    work = StartAllReduceSum(t);
+  } catch (const std::exception& e) {
+    Fail(what, e.what());
+  }
+  Wait(work, what);
+}
+
+void DataParallelGroup::Broadcast(std::vector<torch::Tensor>& tensors, const std::string& what) {
+  try {
+    for (auto& t : tensors) {
+      ++started_;
+      std::vector<torch::Tensor> one = {t};
+      group_->broadcast(one)->wait();
+    }
+  } catch (const std::exception& e) {
+    Fail(what, e.what());
+  }
+}
+
+torch::Tensor DataParallelGroup::AllGather(const torch::Tensor& local, const std::string& what) {
+  std::vector<std::vector<torch::Tensor>> out(1);
+  for (int r = 0; r < options_.world_size; ++r) out[0].push_back(torch::empty_like(local));
+  std::vector<torch::Tensor> in = {local.contiguous()};
+  ++started_;
+  try {
+    group_->allgather(out, in)->wait();
+  } catch (const std::exception& e) {
+    Fail(what, e.what());
+  }
+  return torch::cat(out[0], 0);
+}
+
+}  // namespace gcl::core
