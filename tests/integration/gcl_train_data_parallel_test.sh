@@ -52,11 +52,12 @@ P
 
 # A lost peer: rank 1 SIGKILLed, or SIGSTOPped (hung), after the first checkpoint.
 sed -i 's/steps: 20/steps: 100000/' pre.yaml
+echo "resources: {collective_timeout_s: 5}" >> pre.yaml
 for how in KILL STOP; do
   port=$(free_port)
   rm -rf lost0 lost1
   for r in 0 1; do
-    GCL_RANK=$r GCL_WORLD_SIZE=2 GCL_RENDEZVOUS=127.0.0.1:$port GCL_COLLECTIVE_TIMEOUT_S=5 \
+    GCL_RANK=$r GCL_WORLD_SIZE=2 GCL_RENDEZVOUS=127.0.0.1:$port \
       "$TRAIN" pretrain --spec pre.yaml --output lost$r --quiet > lost$r-$how.log 2>&1 &
     PIDS+=($!)
   done

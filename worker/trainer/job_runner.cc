@@ -1,7 +1,9 @@
 #include "worker/trainer/job_runner.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -215,6 +217,7 @@ absl::StatusOr<core::PretrainOptions> PretrainOptionsFromSpec(const JobSpec& spe
   o.model = ModelOptions(spec, 2);
   o.proj_dim = spec.model().proj_dim();
   o.meta_labels = VariantMetaLabels(spec);
+  o.sync_batch_norm = t.sync_batch_norm();
   o.image_loss = m.image();
   o.pixel_loss = m.pixel();
   o.pixel_weight = m.pixel_weight();
@@ -318,6 +321,9 @@ absl::Status RunPretrainCommand(const RunFlags& flags) {
   }
   GCL_ASSIGN_OR_RETURN(core::Dataset data, LoadSpecDataset(spec, spec_dir));
   GCL_ASSIGN_OR_RETURN(core::DataParallelOptions dp, core::DataParallelOptionsFromEnv());
+  if (std::getenv("GCL_COLLECTIVE_TIMEOUT_S") == nullptr) {
+    dp.timeout = std::chrono::seconds(spec.resources().collective_timeout_s());
+  }
   std::unique_ptr<core::DataParallelGroup> group;
   std::string metrics_path = flags.metrics_path;
   if (dp.world_size > 1) {

@@ -44,6 +44,7 @@ void FillCommonTrainDefaults(Train* t) {
   if (!t->has_checkpoint_every()) t->set_checkpoint_every(100);
   if (!t->has_log_every()) t->set_log_every(10);
   if (!t->has_val_every()) t->set_val_every(500);
+  if (!t->has_sync_batch_norm()) t->set_sync_batch_norm(true);
 }
 
 // Variant-independent method defaults (sections 8, 13).
@@ -364,6 +365,7 @@ absl::Status ApplyDefaults(JobSpec* spec) {
   if (!r->has_devices_per_node() && r->nodes() > 0) {
     r->set_devices_per_node(std::max<int64_t>(1, r->devices() / r->nodes()));
   }
+  if (!r->has_collective_timeout_s()) r->set_collective_timeout_s(300);
   if (r->device_type() == gcl::v1::DEVICE_TYPE_UNSPECIFIED) {
     r->set_device_type(gcl::v1::DEVICE_TYPE_AUTO);
   }
@@ -459,6 +461,10 @@ absl::Status ValidateJobSpec(const JobSpec& spec, const std::map<std::string, st
   }
   if (r.has_nodes() && r.nodes() < 1) {
     return c.Fail("resources.nodes", absl::StrCat("must be >= 1, got ", r.nodes()));
+  }
+  if (r.has_collective_timeout_s() && r.collective_timeout_s() < 1) {
+    return c.Fail("resources.collective_timeout_s",
+                  absl::StrCat("must be >= 1, got ", r.collective_timeout_s()));
   }
   if (r.has_devices_per_node() && r.devices_per_node() < 1) {
     return c.Fail("resources.devices_per_node",

@@ -23,6 +23,22 @@ constexpr auto kHeartbeatPeriod = std::chrono::milliseconds(500);
 
 std::string HeartbeatKey(int rank) { return absl::StrCat("gcl/heartbeat/", rank); }
 
+// Adds the time until its destruction to *total_ns.
+class BlockedTimer {
+ public:
+  explicit BlockedTimer(std::atomic<int64_t>* total_ns)
+      : total_ns_(total_ns), start_(std::chrono::steady_clock::now()) {}
+  ~BlockedTimer() {
+    *total_ns_ += std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now() - start_)
+                      .count();
+  }
+
+ private:
+  std::atomic<int64_t>* total_ns_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 // Steps are 0-based internally, 1-based in messages; -1 is set-up.
 std::string StepName(int64_t step) {
   return step < 0 ? "in set-up" : absl::StrCat("at step ", step + 1);
@@ -220,6 +236,7 @@ c10::intrusive_ptr<c10d::Work> DataParallelGroup::StartAllReduceSum(torch::Tenso
 }
 
 void DataParallelGroup::Wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
+  const BlockedTimer timer(&blocked_ns_);
   try {
     work->wait();
   } catch (const std::exception& e) {
@@ -238,6 +255,7 @@ void DataParallelGroup::AllReduceSum(torch::Tensor& t, const std::string& what) 
 }
 
 void DataParallelGroup::Broadcast(std::vector<torch::Tensor>& tensors, const std::string& what) {
+  const BlockedTimer timer(&blocked_ns_);
   try {
     for (auto& t : tensors) {
       ++started_;
@@ -254,6 +272,7 @@ torch::Tensor DataParallelGroup::AllGather(const torch::Tensor& local, const std
   for (int r = 0; r < options_.world_size; ++r) out[0].push_back(torch::empty_like(local));
   std::vector<torch::Tensor> in = {local.contiguous()};
   ++started_;
+  const BlockedTimer timer(&blocked_ns_);
   try {
     group_->allgather(out, in)->wait();
   } catch (const std::exception& e) {

@@ -33,9 +33,10 @@ struct DataParallelOptions {
   bool cuda = false;  // collectives on CUDA tensors (NCCL); CPU tensors use Gloo
 };
 
-// Environment variables the worker agent sets for each rank process.
-// Absent GCL_WORLD_SIZE (or 1): a single-rank job. kInvalidArgument naming
-// the variable for malformed values.
+// The environment the worker agent sets for each rank process: GCL_RANK,
+// GCL_WORLD_SIZE, GCL_RENDEZVOUS and optionally GCL_COLLECTIVE_TIMEOUT_S
+// (seconds). Absent GCL_WORLD_SIZE (or 1): a single-rank job.
+// kInvalidArgument naming the variable for malformed values.
 absl::StatusOr<DataParallelOptions> DataParallelOptionsFromEnv();
 
 class DataParallelGroup {
@@ -69,6 +70,10 @@ class DataParallelGroup {
   // here and on the peers, through the heartbeat).
   void SetStep(int64_t step) { step_.store(step); }
 
+  // Seconds this rank has spent blocked in collectives (waiting for the data
+  // and for slower ranks): the exposed communication time.
+  double blocked_seconds() const { return blocked_ns_.load() * 1e-9; }
+
   // Differentiable Σ over ranks for SyncBatchNorm2d (backward sums too).
   BatchStatReducer* stat_reducer() { return stat_reducer_.get(); }
 
@@ -86,6 +91,7 @@ class DataParallelGroup {
   std::unique_ptr<BatchStatReducer> stat_reducer_;
   std::atomic<int64_t> step_{-1};     // 0-based training step; -1: set-up
   std::atomic<int64_t> started_{0};   // collectives started by this rank
+  std::atomic<int64_t> blocked_ns_{0};
   std::atomic<bool> stop_{false};
   std::thread heartbeat_;
 };

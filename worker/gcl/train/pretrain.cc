@@ -143,7 +143,7 @@ absl::Status Pretrainer::Impl::Init() {
   }
   if (rank() != 0) opt.output_dir.clear();  // rank 0 alone owns the run folder
   UNetOptions model = opt.model;
-  if (world() > 1) model.bn_reducer = group->stat_reducer();
+  if (world() > 1 && opt.sync_batch_norm) model.bn_reducer = group->stat_reducer();
   {
     // Initial weights come from the process-wide torch RNG: trainers created
     // at once in one process (ranks as threads in tests) must not interleave.

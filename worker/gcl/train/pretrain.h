@@ -45,6 +45,10 @@ struct PretrainOptions {
   double pace_lambda0 = 0.2;
   double pace_gamma = 1.0;
   int64_t s2_every = 0;        // steps between S1-vs-S2 rank checks (0: never)
+  // Data-parallel runs: SyncBatchNorm2d over all ranks (the 1-process
+  // result); false: per-rank BN statistics, which avoids one collective per
+  // BN layer in forward and in each label's backward.
+  bool sync_batch_norm = true;
 
   CombineMode combine = CombineMode::kMean;
   GradMitigatorOptions mitigator;
