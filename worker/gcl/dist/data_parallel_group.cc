@@ -259,8 +259,11 @@ void DataParallelGroup::Broadcast(std::vector<torch::Tensor>& tensors, const std
   try {
     for (auto& t : tensors) {
       ++started_;
-      std::vector<torch::Tensor> one = {t};
+      // NCCL moves CUDA tensors only; host state takes a trip through the device.
+      const bool stage = options_.cuda && !t.is_cuda();
+      std::vector<torch::Tensor> one = {stage ? t.to(torch::kCUDA) : t};
       group_->broadcast(one)->wait();
+      if (stage) t.copy_(one[0].cpu());
     }
   } catch (const std::exception& e) {
     Fail(what, e.what());

@@ -60,7 +60,7 @@ class DataParallelGroup {
   c10::intrusive_ptr<c10d::Work> StartAllReduceSum(torch::Tensor& t);
   void Wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what);
   void AllReduceSum(torch::Tensor& t, const std::string& what);
-  // In place, from rank 0.
+  // In place, from rank 0 (CPU tensors too, also with NCCL).
   void Broadcast(std::vector<torch::Tensor>& tensors, const std::string& what);
   // Every rank's `local` (same shape everywhere) concatenated along dim 0 in
   // rank order.
