@@ -911,7 +911,9 @@ absl::StatusOr<JobRecord> Registry::FinishMember(std::string_view job_id, int32_
     }
   }
   AttemptOutcome whole = outcome;
-  if (job.nodes > 1) whole.reason = internal::Cat("on worker ", worker_id, ": ", outcome.reason);
+  if (job.nodes > 1 && outcome.state != AttemptState::kSucceeded) {
+    whole.reason = internal::Cat("on worker ", worker_id, ": ", outcome.reason);
+  }
   GCL_ASSIGN_OR_RETURN(JobRecord after, FinishAttemptLocked(job, whole, now));
   GCL_RETURN_IF_ERROR(tx.Commit());
   return after;

@@ -742,5 +742,28 @@ TEST_F(GangCoordinatorTest, ARestartedMemberWithoutItsRankRequeuesTheGang) {
   EXPECT_EQ(MustGet(job.id()).attempt(), 2);
 }
 
+TEST_F(GangCoordinatorTest, ARestartedCoordinatorKeepsTheGangRunning) {
+  gcl::v1::Job job = Submit(kGangSpec);
+  ASSERT_TRUE(RegisterAt("w1", "127.0.0.1").ok());
+  ASSERT_TRUE(RegisterAt("w2", "127.0.0.1").ok());
+  gcl::v1::HeartbeatResponse hb1, hb2;
+  ASSERT_TRUE(Heartbeat("w1", &hb1).ok());
+  ASSERT_TRUE(Heartbeat("w2", &hb2).ok());
+  ASSERT_EQ(hb1.assignments_size() + hb2.assignments_size(), 2);
+  StartCoordinator(60000);  // same SQLite file
+  gcl::v1::HeartbeatResponse r1, r2;
+  ASSERT_TRUE(Heartbeat("w1", &r1, {job.id()}).ok());
+  ASSERT_TRUE(Heartbeat("w2", &r2, {job.id()}).ok());
+  EXPECT_EQ(r1.cancel_job_ids_size() + r2.cancel_job_ids_size(), 0);
+  EXPECT_EQ(r1.assignments_size() + r2.assignments_size(), 0);
+  gcl::v1::Job running = MustGet(job.id());
+  EXPECT_EQ(running.state(), gcl::v1::JOB_STATE_RUNNING);
+  ASSERT_EQ(running.gang_size(), 2);
+  ASSERT_TRUE(Complete("w1", job.id(), 1, 0).ok());
+  ASSERT_TRUE(Complete("w2", job.id(), 1, 0).ok());
+  EXPECT_EQ(MustGet(job.id()).state(), gcl::v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(MustGet(job.id()).attempt(), 1);
+}
+
 }  // namespace
 }  // namespace gcl::server
