@@ -1039,9 +1039,10 @@ absl::StatusOr<std::vector<AttemptRecord>> Registry::ListRunningAttempts() {
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(
       Statement st,
-      db_->Prepare("SELECT a.job_id,a.attempt,a.worker_id,a.started_ms,a.reason FROM attempts a "
-                   "JOIN jobs j ON j.id=a.job_id AND j.attempt=a.attempt WHERE "
-                   "a.state='RUNNING' ORDER BY a.worker_id, j.submit_seq"));
+      db_->Prepare("SELECT a.job_id,a.attempt,m.worker_id,a.started_ms,a.reason FROM attempts a "
+                   "JOIN jobs j ON j.id=a.job_id AND j.attempt=a.attempt JOIN attempt_members m "
+                   "ON m.job_id=a.job_id AND m.attempt=a.attempt WHERE a.state='RUNNING' AND "
+                   "m.state='RUNNING' ORDER BY m.worker_id, j.submit_seq"));
   GCL_ASSIGN_OR_RETURN(std::vector<AttemptRecord> out, CollectRows(st, [](const Statement& st) {
                          AttemptRecord a;
                          a.job_id = st.ColumnText(0);

@@ -367,7 +367,9 @@ class Registry {
   absl::StatusOr<JobRecord> Requeue(std::string_view job_id, std::string_view reason);
   absl::StatusOr<std::vector<AttemptRecord>> ListAttempts(std::string_view job_id);
   // The RUNNING current attempts of every job (what each worker is running
-  // now; CANCELLING jobs included), by worker_id then job submission order.
+  // now; CANCELLING jobs included), one row per member still running (a
+  // gang appears under each of its workers, worker_id being the member's),
+  // by worker_id then job submission order.
   absl::StatusOr<std::vector<AttemptRecord>> ListRunningAttempts();
 
   // Queued jobs in scheduling order (priority DESC, then FIFO by submission:

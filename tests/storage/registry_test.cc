@@ -940,6 +940,20 @@ TEST_F(GangRegistryTest, CancellingAGangEndsCancelledAtTheFirstMemberReport) {
   EXPECT_EQ(done.state, JobState::kCancelled);
 }
 
+TEST_F(GangRegistryTest, RunningAttemptsListAGangUnderEachOfItsWorkers) {
+  JobRecord g = Gang("g", 2, 1);
+  ASSERT_THAT(reg_->StartGangAttempt(g.id, {"w2", "w1"}, "h:29500"), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(auto running, reg_->ListRunningAttempts());
+  ASSERT_EQ(running.size(), 2u);
+  EXPECT_EQ(running[0].worker_id, "w1");
+  EXPECT_EQ(running[1].worker_id, "w2");
+  EXPECT_EQ(running[0].job_id, g.id);
+  ASSERT_THAT(reg_->FinishMember(g.id, 1, "w1", {AttemptState::kSucceeded, 0, "ok"}), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(running, reg_->ListRunningAttempts());
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_EQ(running[0].worker_id, "w2");
+}
+
 TEST_F(GangRegistryTest, WorkersKeepTheirRendezvousPortRange) {
   WorkerRecord w;
   w.id = "w1";
