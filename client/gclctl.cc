@@ -69,6 +69,20 @@ std::unique_ptr<grpc::ClientContext> StreamContext() {
   return std::make_unique<grpc::ClientContext>();
 }
 
+// "w1 (rank 0), w2 (rank 1)"; "w1 (ranks 0-1), ..." with several devices per worker.
+std::string GangWorkers(const gcl::v1::Job& job) {
+  std::string out;
+  for (const gcl::v1::GangMember& m : job.gang()) {
+    absl::StrAppend(&out, out.empty() ? "" : ", ", m.worker_id());
+    if (m.devices() > 1) {
+      absl::StrAppend(&out, " (ranks ", m.first_rank(), "-", m.first_rank() + m.devices() - 1, ")");
+    } else {
+      absl::StrAppend(&out, " (rank ", m.first_rank(), ")");
+    }
+  }
+  return out;
+}
+
 void PrintJob(const gcl::v1::Job& job, std::ostream& out) {
   out << "id:        " << job.id() << "\n"
       << "name:      " << job.name() << "\n"
@@ -77,7 +91,11 @@ void PrintJob(const gcl::v1::Job& job, std::ostream& out) {
   if (!job.reason().empty()) out << "reason:    " << job.reason() << "\n";
   if (job.queue_position() > 0) out << "position:  " << job.queue_position() << " in the queue\n";
   out << "attempt:   " << job.attempt() << " of " << job.max_attempts() << "\n";
-  if (!job.worker_id().empty()) out << "worker:    " << job.worker_id() << "\n";
+  if (job.gang_size() > 0) {
+    out << "workers:   " << GangWorkers(job) << "\n";
+  } else if (!job.worker_id().empty()) {
+    out << "worker:    " << job.worker_id() << "\n";
+  }
   if (job.progress().total_steps() > 0) {
     out << "progress:  step " << job.progress().step() << " / " << job.progress().total_steps() << "\n";
   }

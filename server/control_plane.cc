@@ -7,9 +7,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "gcl/base/status_macros.h"
 #include "server/grpc_status.h"
 #include "server/job_convert.h"
+#include "server/rendezvous.h"
 
 namespace gcl::server {
 
@@ -18,8 +20,23 @@ using storage::JobState;
 
 namespace {
 
-std::string PlacedReason(const std::string& worker_id) {
-  return absl::StrCat("placed on worker ", worker_id, "; starting at its next heartbeat");
+std::string PlacedReason(const std::vector<std::string>& workers) {
+  if (workers.size() == 1) {
+    return absl::StrCat("placed on worker ", workers[0], "; starting at its next heartbeat");
+  }
+  return absl::StrCat("placed on workers ", absl::StrJoin(workers, ", "),
+                      "; starting at the first one's next heartbeat");
+}
+
+// Fills in what differs between the members of one attempt.
+void SetMember(const JobRecord& job, const storage::GangAttempt& gang,
+               const storage::AttemptMember& m, gcl::v1::Assignment* a) {
+  a->set_attempt(gang.attempt);
+  a->set_rank(static_cast<int32_t>(m.node_index * m.devices));
+  a->set_world_size(static_cast<int32_t>(std::max<int64_t>(1, job.devices)));
+  a->set_rendezvous(gang.rendezvous);
+  a->clear_device_ids();
+  for (const std::string& id : m.device_ids) a->add_device_ids(id);
 }
 
 }  // namespace
@@ -180,7 +197,7 @@ absl::StatusOr<SchedulePlan> ControlPlane::RefreshQueueLocked() {
       held.emplace_back(q.id, std::move(hold.reason));
       continue;
     }
-    jobs.push_back({q.id, q.priority, q.submit_seq, q.devices});
+    jobs.push_back({q.id, q.priority, q.submit_seq, q.devices, q.nodes});
   }
   SchedulePlan plan = Schedule(std::move(jobs), capacities);
 
@@ -194,9 +211,11 @@ absl::StatusOr<SchedulePlan> ControlPlane::RefreshQueueLocked() {
   for (auto& [id, reason] : held) want(id, std::move(reason));
   std::map<std::string, std::vector<Placement>> placed;
   for (const Placement& p : plan.placements) {
-    want(p.job_id, PlacedReason(p.worker_id));
-    placed[p.worker_id].push_back(p);
-    free[p.worker_id] -= p.devices;
+    want(p.job_id, PlacedReason(p.workers));
+    for (const std::string& w : p.workers) {  // whichever member heartbeats first starts it
+      placed[w].push_back(p);
+      free[w] -= p.devices;
+    }
   }
   GCL_RETURN_IF_ERROR(registry_->SetQueuedReasons(changed).status());
 
@@ -232,7 +251,24 @@ absl::Status ControlPlane::MaybeRefresh() {
 
 // ---------------------------------------------------------------- submit
 
-std::string ControlPlane::ReasonForNewLocked(int64_t devices) {
+std::string ControlPlane::ReasonForNewLocked(int64_t devices, int64_t nodes) {
+  if (nodes > 1) {
+    const int64_t per_node = devices / nodes;
+    std::vector<WorkerCapacity*> fits;
+    for (WorkerCapacity& w : leftover_) {
+      if (w.free_devices >= per_node) fits.push_back(&w);
+    }
+    if (static_cast<int64_t>(fits.size()) < nodes) return GangWaitReason(nodes, per_node, leftover_);
+    std::stable_sort(fits.begin(), fits.end(), [](const WorkerCapacity* a, const WorkerCapacity* b) {
+      return a->free_devices < b->free_devices;
+    });
+    std::vector<std::string> ids;
+    for (int64_t i = 0; i < nodes; ++i) {
+      fits[i]->free_devices -= per_node;
+      ids.push_back(fits[i]->id);
+    }
+    return PlacedReason(ids);
+  }
   WorkerCapacity* best = nullptr;
   for (WorkerCapacity& w : leftover_) {
     if (w.free_devices < devices) continue;
@@ -240,7 +276,7 @@ std::string ControlPlane::ReasonForNewLocked(int64_t devices) {
   }
   if (best == nullptr) return WaitReason(devices, leftover_);
   best->free_devices -= devices;  // the next submission does not count on them
-  return PlacedReason(best->id);
+  return PlacedReason({best->id});
 }
 
 absl::StatusOr<JobRecord> ControlPlane::Submit(storage::NewJob job) {
@@ -252,7 +288,7 @@ absl::StatusOr<JobRecord> ControlPlane::Submit(storage::NewJob job) {
   if (!have_plan) GCL_RETURN_IF_ERROR(RefreshQueue().status());  // once, before Start's pass
   {
     absl::MutexLock lock(&leftover_mu_);
-    job.reason = ReasonForNewLocked(job.devices);
+    job.reason = ReasonForNewLocked(job.devices, job.nodes);
   }
   absl::StatusOr<JobRecord> created = committer_.CreateJob(std::move(job));
   RequestRefresh();  // claimed devices go back at the next pass even when this failed
@@ -271,7 +307,7 @@ absl::StatusOr<std::vector<gcl::v1::Assignment>> ControlPlane::AssignTo(const st
     devices = it->second.devices;
   }
   GCL_ASSIGN_OR_RETURN(auto open, registry_->OpenAttemptsOn(worker_id));
-  int64_t used = 0;
+  int64_t used = 0;  // draining gang members included: their ranks may still run
   for (const storage::OpenAttempt& a : open) used += a.devices;
   // A stale plan is redone (debounced) only for a worker that could take work.
   if (stale_ && used < devices && registry_->NowMs() - last_pass_ms_ >= refresh_interval_ms_) {
@@ -281,13 +317,21 @@ absl::StatusOr<std::vector<gcl::v1::Assignment>> ControlPlane::AssignTo(const st
   auto placed = placed_.find(worker_id);
   if (placed == placed_.end()) return out;
   std::vector<Placement> keep;
+  std::vector<Placement> started_gangs;
   for (const Placement& p : placed->second) {
-    // Device ids: the worker's devices not held by its running jobs would need
-    // per-device bookkeeping; this slice numbers them from the used count.
     if (used + p.devices > devices) {
       keep.push_back(p);  // capacity changed since the plan; the next pass decides
       continue;
     }
+    bool members_alive = true;
+    {
+      absl::MutexLock leases(&lease_mu_);
+      for (const std::string& w : p.workers) {
+        auto it = leases_.find(w);
+        members_alive = members_alive && it != leases_.end() && it->second.alive;
+      }
+    }
+    if (!members_alive) continue;  // a member was lost since the plan; the next pass re-places it
     absl::StatusOr<JobRecord> job = registry_->GetJob(p.job_id);
     if (!job.ok()) return job.status();
     absl::StatusOr<gcl::v1::Assignment> a = BuildAssignment(*job);
@@ -296,28 +340,68 @@ absl::StatusOr<std::vector<gcl::v1::Assignment>> ControlPlane::AssignTo(const st
           registry_->Transition(job->id, JobState::kFailed, std::string(a.status().message())));
       continue;
     }
-    absl::StatusOr<int32_t> attempt = registry_->StartAttempt(p.job_id, worker_id);
-    if (absl::IsFailedPrecondition(attempt.status()) || absl::IsNotFound(attempt.status())) {
-      continue;  // cancelled or otherwise no longer QUEUED since the plan
-    }
-    if (!attempt.ok()) {
+    absl::StatusOr<std::optional<gcl::v1::Assignment>> mine =
+        StartPlacement(p, worker_id, *std::move(a));
+    if (!mine.ok()) {
       // Started ones must reach the worker; the rest stay planned for later.
-      if (out.empty()) return attempt.status();
+      if (out.empty()) return mine.status();
       keep.push_back(p);
       continue;
     }
+    if (!mine->has_value()) continue;  // cancelled or otherwise no longer QUEUED since the plan
     if (attempt_started_) attempt_started_(*job, registry_->NowMs());
-    a->set_attempt(*attempt);
-    for (int64_t d = 0; d < p.devices; ++d) a->add_device_ids(absl::StrCat("dev:", used + d));
     used += p.devices;
-    out.push_back(*std::move(a));
+    out.push_back(**std::move(mine));
+    if (p.workers.size() > 1) started_gangs.push_back(p);
   }
   if (keep.empty()) {
     placed_.erase(placed);
   } else {
     placed->second = std::move(keep);
   }
+  // The other members get theirs as `missing` at their next heartbeat.
+  for (const Placement& g : started_gangs) {
+    for (const std::string& w : g.workers) {
+      auto it = placed_.find(w);
+      if (it == placed_.end()) continue;
+      auto& list = it->second;
+      list.erase(std::remove_if(list.begin(), list.end(),
+                                [&](const Placement& q) { return q.job_id == g.job_id; }),
+                 list.end());
+    }
+  }
   return out;
+}
+
+absl::StatusOr<std::optional<gcl::v1::Assignment>> ControlPlane::StartPlacement(
+    const Placement& p, const std::string& worker_id, gcl::v1::Assignment a) {
+  GCL_ASSIGN_OR_RETURN(JobRecord job, registry_->GetJob(p.job_id));
+  std::string rendezvous;
+  if (job.devices > 1) {
+    // Rank 0 (node 0's first device) hosts the TCPStore.
+    GCL_ASSIGN_OR_RETURN(storage::WorkerRecord host, registry_->GetWorker(p.workers[0]));
+    GCL_ASSIGN_OR_RETURN(auto open, registry_->OpenAttemptsOn(host.id));
+    std::set<int32_t> in_use;
+    for (const storage::OpenAttempt& o : open) {
+      if (o.node_index == 0 && !o.rendezvous.empty()) in_use.insert(PortOf(o.rendezvous));
+    }
+    GCL_ASSIGN_OR_RETURN(int32_t port,
+                         PickRendezvousPort(job.id, job.attempt + 1, host.rendezvous_port_min,
+                                            host.rendezvous_port_max, in_use));
+    rendezvous = JoinHostPort(host.address.empty() ? "127.0.0.1" : host.address, port);
+  }
+  absl::StatusOr<storage::GangAttempt> gang =
+      registry_->StartGangAttempt(p.job_id, p.workers, rendezvous);
+  if (absl::IsFailedPrecondition(gang.status()) || absl::IsNotFound(gang.status())) {
+    return std::optional<gcl::v1::Assignment>();
+  }
+  if (!gang.ok()) return gang.status();
+  for (const storage::AttemptMember& m : gang->members) {
+    if (m.worker_id != worker_id) continue;
+    SetMember(job, *gang, m, &a);
+    return std::optional<gcl::v1::Assignment>(std::move(a));
+  }
+  return absl::InternalError(absl::StrCat("worker ", worker_id, " is no member of its placement"));
 }
 
 absl::StatusOr<gcl::v1::Assignment> ControlPlane::BuildAssignment(const JobRecord& job) {
@@ -329,20 +413,28 @@ absl::StatusOr<gcl::v1::Assignment> ControlPlane::BuildAssignment(const JobRecor
     return absl::FailedPreconditionError(absl::StrCat("cannot resolve init.job: ", s.message()));
   }
   a.set_rank(0);
-  a.set_world_size(1);
+  a.set_world_size(static_cast<int32_t>(std::max<int64_t>(1, job.devices)));
+  // Only rank 0 restores it (then broadcasts the state to the other ranks).
   auto ckpt = registry_->NewestCheckpoint(job.id);
   if (ckpt.ok()) a.set_resume_checkpoint_id(storage::CheckpointId(ckpt->id));
   return a;
 }
 
-absl::StatusOr<gcl::v1::Assignment> ControlPlane::ResendAssignment(const std::string& job_id) {
+absl::StatusOr<gcl::v1::Assignment> ControlPlane::ResendAssignment(const std::string& job_id,
+                                                                   const std::string& worker_id) {
   GCL_ASSIGN_OR_RETURN(JobRecord job, registry_->GetJob(job_id));
   if (job.state != JobState::kRunning) {
     return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is not running"));
   }
+  GCL_ASSIGN_OR_RETURN(storage::GangAttempt gang, registry_->GetGang(job_id, job.attempt));
   GCL_ASSIGN_OR_RETURN(gcl::v1::Assignment a, BuildAssignment(job));
-  for (int64_t d = 0; d < job.devices; ++d) a.add_device_ids(absl::StrCat("dev:", d));
-  return a;
+  for (const storage::AttemptMember& m : gang.members) {
+    if (m.worker_id != worker_id || m.state != storage::AttemptState::kRunning) continue;
+    SetMember(job, gang, m, &a);
+    return a;
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("worker ", worker_id, " runs no member of job ", job_id));
 }
 
 absl::StatusOr<std::vector<std::string>> ControlPlane::CancelsFor(
@@ -351,13 +443,28 @@ absl::StatusOr<std::vector<std::string>> ControlPlane::CancelsFor(
   GCL_ASSIGN_OR_RETURN(auto open, registry_->OpenAttemptsOn(worker_id));
   std::vector<std::string> out;
   std::set<std::string> placed_here;
+  std::vector<std::pair<std::string, int32_t>> draining;
   for (const storage::OpenAttempt& a : open) {
-    if (a.state == JobState::kCancelling) {
+    if (!a.current) {
+      draining.emplace_back(a.job_id, a.attempt);
+    } else if (a.state == JobState::kCancelling) {
       out.push_back(a.job_id);
     } else {
       placed_here.insert(a.job_id);
     }
   }
+  // A draining member the worker no longer runs has ended (its Complete was
+  // refused as stale, or it never started): its devices are free.
+  bool released = false;
+  for (const auto& [id, attempt] : draining) {
+    if (std::find(running.begin(), running.end(), id) != running.end()) continue;
+    storage::AttemptOutcome gone;
+    gone.state = storage::AttemptState::kCancelled;
+    gone.reason = "ended with its gang";
+    GCL_RETURN_IF_ERROR(registry_->CloseMember(id, attempt, worker_id, gone));
+    released = true;
+  }
+  if (released) RequestRefresh();
   for (const std::string& id : running) {
     if (placed_here.count(id) == 0 && std::find(out.begin(), out.end(), id) == out.end()) {
       out.push_back(id);  // requeued or finished meanwhile: a stale attempt
@@ -373,6 +480,18 @@ absl::StatusOr<std::vector<std::string>> ControlPlane::CancelsFor(
 
 // ---------------------------------------------------------------- reads
 
+absl::Status ControlPlane::AddGang(const JobRecord& record, gcl::v1::Job* job) {
+  if (record.nodes <= 1 || record.attempt == 0) return absl::OkStatus();
+  GCL_ASSIGN_OR_RETURN(storage::GangAttempt gang, registry_->GetGang(record.id, record.attempt));
+  for (const storage::AttemptMember& m : gang.members) {
+    gcl::v1::GangMember* g = job->add_gang();
+    g->set_worker_id(m.worker_id);
+    g->set_first_rank(static_cast<int32_t>(m.node_index * m.devices));
+    g->set_devices(static_cast<int32_t>(m.devices));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<gcl::v1::Job> ControlPlane::Describe(const JobRecord& record) {
   gcl::v1::Job job = ToProtoJob(record);
   if (record.state == JobState::kQueued) {
@@ -384,6 +503,7 @@ absl::StatusOr<gcl::v1::Job> ControlPlane::Describe(const JobRecord& record) {
     }
   }
   job.set_worker_id(record.worker_id);
+  GCL_RETURN_IF_ERROR(AddGang(record, &job));
   if (record.kind == "experiment") {
     GCL_ASSIGN_OR_RETURN(std::vector<JobRecord> children, graph_.Children(record.id));
     for (const JobRecord& c : children) job.add_child_ids(c.id);
@@ -400,6 +520,7 @@ absl::StatusOr<std::vector<gcl::v1::Job>> ControlPlane::DescribeAll(
     out.push_back(ToProtoJob(records[i]));
     if (ahead[i] >= 0) out.back().set_queue_position(ahead[i] + 1);
     out.back().set_worker_id(records[i].worker_id);
+    GCL_RETURN_IF_ERROR(AddGang(records[i], &out.back()));
   }
   return out;
 }

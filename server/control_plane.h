@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <map>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -76,23 +77,33 @@ class ControlPlane {
   absl::Status FlushLeases();
 
   // Starts the jobs the current plan places on `worker_id` (Registry::
-  // StartAttempt, QUEUED -> RUNNING) and returns them as assignments (spec,
-  // attempt, device ids, resume checkpoint when one exists). No scheduling
-  // pass unless the plan is stale (debounced) and the worker has free
-  // devices: a heartbeat with nothing new costs one indexed query.
+  // StartGangAttempt, QUEUED -> RUNNING) and returns them as assignments
+  // (spec, attempt, device ids, resume checkpoint when one exists). A gang
+  // starts for all its members at once when the first of them heartbeats
+  // (each member ALIVE; rendezvous port picked on node 0's worker, see
+  // rendezvous.h); the others receive their member's assignment at their
+  // next heartbeat (CancelsFor's `missing`). No scheduling pass unless the
+  // plan is stale (debounced) and the worker has free devices: a heartbeat
+  // with nothing new costs one indexed query.
   absl::StatusOr<std::vector<gcl::v1::Assignment>> AssignTo(const std::string& worker_id);
 
   // Jobs the worker must stop: its CANCELLING attempts and the jobs it
-  // reports running that the registry no longer places on it (one indexed
-  // query of the worker's open attempts). `missing` (may be null) gets the
-  // attempts placed on it that it does not report (an assignment lost in
-  // transit, or dropped while the job's previous attempt was still ending):
-  // they are sent again (ResendAssignment).
+  // reports running that the registry no longer places on it, e.g. the
+  // survivors of a gang whose attempt ended (one indexed query of the
+  // worker's open attempts). `missing` (may be null) gets the attempts
+  // placed on it that it does not report (an assignment lost in transit, a
+  // gang member started by another worker's heartbeat, or one dropped while
+  // the job's previous attempt was still ending): they are sent again
+  // (ResendAssignment). Draining members (attempt ended) that it no longer
+  // reports are closed: their devices are free again.
   absl::StatusOr<std::vector<std::string>> CancelsFor(const std::string& worker_id,
                                                       const std::vector<std::string>& running,
                                                       std::vector<std::string>* missing = nullptr);
-  // The assignment of the job's current RUNNING attempt, as first sent.
-  absl::StatusOr<gcl::v1::Assignment> ResendAssignment(const std::string& job_id);
+  // worker_id's assignment of the job's current RUNNING attempt, as first
+  // sent. kFailedPrecondition when the job is not running or the worker
+  // holds no member of it.
+  absl::StatusOr<gcl::v1::Assignment> ResendAssignment(const std::string& job_id,
+                                                       const std::string& worker_id);
 
   // The wire Job with queue_position (1-based, 0 unless QUEUED) and the
   // worker of its current attempt.
@@ -100,6 +111,8 @@ class ControlPlane {
   // Describe for a page of jobs: the queue positions in one index scan.
   absl::StatusOr<std::vector<gcl::v1::Job>> DescribeAll(
       const std::vector<storage::JobRecord>& records);
+  // Fills job->gang with the members of a multi-worker job's current attempt.
+  absl::Status AddGang(const storage::JobRecord& record, gcl::v1::Job* job);
 
   // Marks every ALIVE worker whose lease expired before now as LOST (its
   // jobs are requeued by the Registry), flushes the renewed leases, then
@@ -127,13 +140,18 @@ class ControlPlane {
   // An assignment of `job` (spec with init resolved, resume checkpoint).
   // kFailedPrecondition when its init job cannot be resolved.
   absl::StatusOr<gcl::v1::Assignment> BuildAssignment(const storage::JobRecord& job);
+  // Starts placement p (all its members) and returns worker_id's assignment;
+  // nullopt when the job is no longer QUEUED. `a`: BuildAssignment's.
+  absl::StatusOr<std::optional<gcl::v1::Assignment>> StartPlacement(
+      const Placement& p, const std::string& worker_id, gcl::v1::Assignment a);
   // Merges the workers table into leases_ (registrations and losses that
   // happened through the Registry); returns the ALIVE workers' devices.
   absl::StatusOr<std::map<std::string, int64_t>> SyncWorkers() ABSL_LOCKS_EXCLUDED(lease_mu_);
   absl::Status LoadLeasesLocked(int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lease_mu_);
   // The reason a new job needing `devices` gets from the leftover capacity;
   // claims the devices when it fits.
-  std::string ReasonForNewLocked(int64_t devices) ABSL_EXCLUSIVE_LOCKS_REQUIRED(leftover_mu_);
+  std::string ReasonForNewLocked(int64_t devices, int64_t nodes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(leftover_mu_);
 
   storage::Registry* registry_;
   storage::ArtifactStore* artifacts_;

@@ -39,6 +39,14 @@ absl::StatusOr<storage::NewJob> ToNewJob(const gcl::v1::SubmitJobRequest& req, c
   job.priority = spec.priority();
   job.max_attempts = spec.has_max_attempts() ? spec.max_attempts() : 3;
   job.devices = spec.resources().has_devices() ? spec.resources().devices() : 1;
+  job.nodes = spec.resources().has_nodes() ? spec.resources().nodes() : 1;
+  // Data parallelism is a pre-training feature: fine-tuning and experiments
+  // (whose children inherit their resources) run one rank.
+  if (job.devices > 1 && spec.kind() != gcl::v1::KIND_PRETRAIN) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "resources.devices: kind ", job.kind, " runs on one device, got ", job.devices,
+        " (nodes x devices_per_node); only kind pretrain runs on several ranks"));
+  }
   job.spec_blob = spec.SerializeAsString();
   job.spec_text = req.spec_yaml().empty() ? spec.DebugString() : req.spec_yaml();
   job.request_id = req.request_id();

@@ -2,13 +2,16 @@
 // logic: no gRPC, no SQLite, so it is unit-tested on plain structs.
 //
 // Policy: jobs are considered in priority order (higher first), then FIFO by
-// submission (submit_seq). A job is placed only on ONE worker that has all
-// the devices it asks for free (gang placement: a 2-device job is never split
-// over two 1-device workers); among those, the worker with the fewest free
-// devices that still fits (best fit, ties by worker id) so large holes stay
-// open for large jobs. A job that does not fit does not block smaller jobs
-// behind it (backfill); there is no anti-starvation aging yet.
-// Multi-node gangs (resources.nodes > 1) are not placed by this slice.
+// submission (submit_seq). A job with nodes == 1 is placed only on ONE
+// worker that has all the devices it asks for free (a 2-device job is never
+// split over two 1-device workers); among those, the worker with the fewest
+// free devices that still fits (best fit, ties by worker id) so large holes
+// stay open for large jobs. A gang (nodes = K > 1, devices = K x D) is placed
+// on K DISTINCT workers with >= D free devices each, all or none (nothing is
+// held for a gang that does not fit): the K best fits, in that order (node
+// 0, which runs rank 0, is the tightest fit). A job that does not fit does
+// not block smaller jobs behind it (backfill); there is no anti-starvation
+// aging yet.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +24,8 @@ struct QueuedJob {
   std::string id;
   int32_t priority = 0;    // higher first
   int64_t submit_seq = 0;  // FIFO within a priority
-  int64_t devices = 1;     // REQUIRES >= 0
+  int64_t devices = 1;     // in total; REQUIRES >= 0
+  int64_t nodes = 1;       // workers it spans; REQUIRES >= 1 and devices % nodes == 0
 };
 
 struct WorkerCapacity {
@@ -32,8 +36,9 @@ struct WorkerCapacity {
 
 struct Placement {
   std::string job_id;
-  std::string worker_id;
-  int64_t devices = 0;
+  std::string worker_id;  // == workers[0]
+  int64_t devices = 0;    // on each worker
+  std::vector<std::string> workers;  // node order; one entry unless a gang
 };
 
 // A job left QUEUED: its 1-based place among the jobs left queued (in
@@ -42,7 +47,7 @@ struct Waiting {
   std::string job_id;
   int64_t position = 0;
   std::string reason;
-  bool unsatisfiable = false;  // no registered worker could ever hold it
+  bool unsatisfiable = false;  // no registered workers could ever hold it
 };
 
 struct SchedulePlan {
@@ -51,13 +56,19 @@ struct SchedulePlan {
 };
 
 // Pure function of its inputs (deterministic: ties broken by id).
-// Cost: O(J log J + J log W) for J jobs and W workers.
+// Cost: O(J log J + J log W) for J jobs and W workers, plus O(K log W) per
+// K-node gang.
 SchedulePlan Schedule(std::vector<QueuedJob> jobs, std::vector<WorkerCapacity> workers);
 
-// The reason for a job that needs `devices` given the workers, as Schedule
-// words it ("waiting for a worker (none registered)", "needs 4 devices; the
-// largest registered worker has 2", "waiting for 2 free devices (most free on
-// one worker: 1)").
+// The reason for a job that needs `devices` on one worker given the
+// workers, as Schedule words it ("waiting for a worker (none registered)",
+// "needs 4 devices on one worker; the largest registered worker has 2",
+// "waiting for 2 free devices (most free on one worker: 1)").
 std::string WaitReason(int64_t devices, const std::vector<WorkerCapacity>& workers);
+// The same for a gang of `nodes` workers with `devices_per_node` each:
+// "needs 2 workers with 1 device each; 1 registered worker has that many"
+// (unsatisfiable) or "needs 2 workers with 1 free device each; 1 has".
+std::string GangWaitReason(int64_t nodes, int64_t devices_per_node,
+                           const std::vector<WorkerCapacity>& workers);
 
 }  // namespace gcl::server

@@ -158,13 +158,21 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const gcl::v1::Re
   storage::Registry& reg = plane_->registry();
   storage::WorkerRecord w;
   w.id = req->worker_id();
-  w.address = req->hostname();
+  // The rendezvous host of gangs whose rank 0 runs here.
+  w.address = req->advertise_address().empty() ? req->hostname() : req->advertise_address();
+  if (req->rendezvous_port_min() != 0 || req->rendezvous_port_max() != 0) {
+    w.rendezvous_port_min = req->rendezvous_port_min();
+    w.rendezvous_port_max = req->rendezvous_port_max();
+  }
   w.devices = req->devices_size();
   for (const gcl::v1::Device& d : req->devices()) w.memory_bytes += d.memory_bytes();
   w.labels_json = WorkerLabelsJson(*req);
   w.state = storage::WorkerState::kAlive;
   w.lease_expiry_ms = reg.NowMs() + plane_->lease_ms();
   if (absl::Status s = reg.UpsertWorker(w); !s.ok()) return ToGrpcStatus(s);
+  // A restarted agent lost the ranks it ran: a gang cannot go on without them.
+  std::vector<std::string> running(req->running_job_ids().begin(), req->running_job_ids().end());
+  if (absl::Status s = reg.ReconcileWorker(w.id, running).status(); !s.ok()) return ToGrpcStatus(s);
   // A new worker may unblock queued jobs or make others unsatisfiable.
   (void)plane_->RefreshQueue();
   resp->set_lease_seconds(std::max<int64_t>(1, plane_->lease_ms() / 1000));
@@ -184,7 +192,7 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const gcl::v1::H
   if (!cancels.ok()) return ToGrpcStatus(cancels.status());
   for (const std::string& id : *cancels) resp->add_cancel_job_ids(id);
   for (const std::string& id : missing) {
-    absl::StatusOr<gcl::v1::Assignment> again = plane_->ResendAssignment(id);
+    absl::StatusOr<gcl::v1::Assignment> again = plane_->ResendAssignment(id, req->worker_id());
     if (again.ok()) *resp->add_assignments() = *std::move(again);  // else it moved on meanwhile
   }
   absl::StatusOr<std::vector<gcl::v1::Assignment>> assigned = plane_->AssignTo(req->worker_id());
@@ -234,8 +242,18 @@ grpc::Status WorkerServiceImpl::Complete(grpc::ServerContext*, const gcl::v1::Co
     }
     if (absl::Status s = plane_->registry().AddResults(rows); !s.ok()) return ToGrpcStatus(s);
   }
+  // Each member of a gang reports for itself; an agent that names no worker
+  // speaks for the whole attempt.
   absl::StatusOr<storage::JobRecord> job =
-      plane_->registry().FinishAttempt(req->job_id(), req->attempt(), outcome);
+      req->worker_id().empty()
+          ? plane_->registry().FinishAttempt(req->job_id(), req->attempt(), outcome)
+          : plane_->registry().FinishMember(req->job_id(), req->attempt(), req->worker_id(),
+                                            outcome);
+  if (absl::IsFailedPrecondition(job.status()) && !req->worker_id().empty()) {
+    // A draining member (its attempt already ended): its devices are free now.
+    (void)plane_->registry().CloseMember(req->job_id(), req->attempt(), req->worker_id(), outcome);
+    plane_->RequestRefresh();
+  }
   if (!job.ok()) return ToGrpcStatus(job.status());
   // Best effort: the final conflict statistics for `gclctl results`.
   (void)StoreFinalMetricSummaries(plane_->registry(), req->job_id());

@@ -18,8 +18,10 @@ class WorkerServiceImpl final : public gcl::v1::WorkerService::Service {
   explicit WorkerServiceImpl(ControlPlane* plane, int keep_checkpoints = 3)
       : plane_(plane), keep_checkpoints_(keep_checkpoints) {}
 
-  // Upserts the worker ALIVE with devices = devices_size() and a fresh lease;
-  // replies lease and heartbeat periods (heartbeat = lease / 3, >= 1 s).
+  // Upserts the worker ALIVE with devices = devices_size(), its advertised
+  // address and rendezvous ports and a fresh lease; a gang member it no
+  // longer runs (restarted agent) ends that gang's attempt. Replies lease
+  // and heartbeat periods (heartbeat = lease / 3, >= 1 s).
   grpc::Status Register(grpc::ServerContext* ctx, const gcl::v1::RegisterRequest* req,
                         gcl::v1::RegisterResponse* resp) override;
   // Renews the lease in memory (NOT_FOUND: register first;
@@ -45,8 +47,11 @@ class WorkerServiceImpl final : public gcl::v1::WorkerService::Service {
   grpc::Status DownloadCheckpoint(grpc::ServerContext* ctx,
                                   const gcl::v1::DownloadCheckpointRequest* req,
                                   grpc::ServerWriter<gcl::v1::CheckpointChunk>* writer) override;
-  // Closes the attempt: exit 0 without signal -> SUCCEEDED; otherwise FAILED
-  // (requeued while attempts remain); a CANCELLING job ends CANCELLED.
+  // Closes the worker's member of the attempt (Registry::FinishMember): exit
+  // 0 without signal -> the member SUCCEEDED, the job when it was the last
+  // member; otherwise the whole attempt FAILED (requeued while attempts
+  // remain; the gang's other members are told to stop); a CANCELLING job
+  // ends CANCELLED.
   // FAILED_PRECONDITION for a stale attempt (the agent stops caring).
   // case_results of a succeeded attempt are stored first (all or none).
   grpc::Status Complete(grpc::ServerContext* ctx, const gcl::v1::CompleteRequest* req,

@@ -134,6 +134,40 @@ ALTER TABLE jobs ADD COLUMN request_id TEXT;
 CREATE UNIQUE INDEX jobs_by_request ON jobs(owner, request_id) WHERE request_id IS NOT NULL;
 )sql";
 
+// v5: gangs. A job may span `nodes` workers; each attempt has one member row
+// per worker (node_index 0 holds rank 0), so device accounting, a worker's
+// open attempts and lost-worker handling see every member. A member's row
+// stays RUNNING until that worker confirms its ranks ended (Complete), is
+// lost or re-registers without them, even after its attempt closed: its
+// devices stay busy while the ranks drain. attempts.rendezvous is the c10d
+// TCPStore host:port of multi-rank attempts; workers carry their advertised
+// rendezvous port range. Existing attempts become single-member ones.
+constexpr std::string_view kV5 = R"sql(
+ALTER TABLE jobs ADD COLUMN nodes INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE attempts ADD COLUMN rendezvous TEXT NOT NULL DEFAULT '';
+ALTER TABLE workers ADD COLUMN rendezvous_port_min INTEGER NOT NULL DEFAULT 29500;
+ALTER TABLE workers ADD COLUMN rendezvous_port_max INTEGER NOT NULL DEFAULT 29999;
+CREATE TABLE attempt_members (
+  job_id     TEXT NOT NULL,
+  attempt    INTEGER NOT NULL,
+  node_index INTEGER NOT NULL CHECK (node_index >= 0),
+  worker_id  TEXT NOT NULL,
+  devices    INTEGER NOT NULL CHECK (devices >= 0),
+  device_ids TEXT NOT NULL DEFAULT '',
+  state      TEXT NOT NULL CHECK (state IN
+               ('RUNNING','SUCCEEDED','FAILED','LOST','PREEMPTED','CANCELLED')),
+  ended_ms   INTEGER,
+  exit_code  INTEGER,
+  reason     TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (job_id, attempt, node_index),
+  FOREIGN KEY (job_id, attempt) REFERENCES attempts(job_id, attempt)
+) STRICT;
+CREATE INDEX attempt_members_open ON attempt_members(worker_id) WHERE state='RUNNING';
+INSERT INTO attempt_members(job_id,attempt,node_index,worker_id,devices,state,ended_ms,exit_code,reason)
+  SELECT a.job_id, a.attempt, 0, a.worker_id, j.devices, a.state, a.ended_ms, a.exit_code, a.reason
+  FROM attempts a JOIN jobs j ON j.id=a.job_id;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& Migrations() {
@@ -142,6 +176,7 @@ const std::vector<Migration>& Migrations() {
       {2, "metrics_summaries", kV2},
       {3, "jobs_by_state_created index (ListJobs state filters)", kV3},
       {4, "jobs.request_id (idempotent submits)", kV4},
+      {5, "attempt_members, jobs.nodes, attempts.rendezvous, worker port ranges (gangs)", kV5},
   };
   return *kAll;
 }

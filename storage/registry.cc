@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <tuple>
 #include <utility>
 
@@ -24,7 +25,7 @@ constexpr char kJobCols[] =
     "id,name,kind,owner,priority,spec_blob,spec_text,state,reason,attempt,failures,max_attempts,"
     "devices,submit_seq,created_ms,updated_ms,queued_ms,parent_id,progress_step,progress_total,"
     "(SELECT a.worker_id FROM attempts a WHERE a.job_id=jobs.id AND a.attempt=jobs.attempt) "
-    "AS worker_id";
+    "AS worker_id,nodes";
 constexpr char kDefaultQueuedReason[] = "waiting for a worker";
 constexpr char kEventCols[] = "seq,job_id,at_ms,kind,from_state,to_state,reason,attempt,payload_json";
 
@@ -66,6 +67,7 @@ JobRecord ReadJob(const Statement& st) {
   j.progress_step = st.ColumnInt64(18);
   j.progress_total = st.ColumnInt64(19);
   j.worker_id = st.ColumnText(20);
+  j.nodes = st.ColumnInt64(21);
   return j;
 }
 
@@ -249,6 +251,10 @@ absl::StatusOr<JobRecord> Registry::CreateJobLocked(const NewJob& in, int64_t no
   }
   if (in.devices < 0)
     return absl::InvalidArgumentError(internal::Cat("devices must be >= 0, got ", in.devices));
+  if (in.nodes < 1 || in.devices % in.nodes != 0) {
+    return absl::InvalidArgumentError(internal::Cat("nodes must be >= 1 and divide devices (",
+                                                    in.devices, "), got ", in.nodes));
+  }
   if (!in.parent_id.empty()) {
     absl::StatusOr<JobRecord> parent = GetJobLocked(in.parent_id);
     if (!parent.ok()) return NotFound("parent job", in.parent_id);
@@ -271,6 +277,7 @@ absl::StatusOr<JobRecord> Registry::CreateJobLocked(const NewJob& in, int64_t no
   j.reason = in.reason.empty() ? kDefaultQueuedReason : in.reason;
   j.max_attempts = in.max_attempts;
   j.devices = in.devices;
+  j.nodes = in.nodes;
   j.created_ms = j.updated_ms = j.queued_ms = now;
   j.parent_id = in.parent_id;
   GCL_ASSIGN_OR_RETURN(j.submit_seq,
@@ -283,8 +290,8 @@ absl::StatusOr<JobRecord> Registry::CreateJobLocked(const NewJob& in, int64_t no
         Statement st,
         db_->Prepare(
             "INSERT INTO jobs(id,name,kind,owner,priority,spec_blob,spec_text,state,reason,"
-            "max_attempts,devices,submit_seq,created_ms,updated_ms,queued_ms,parent_id,request_id) "
-            "VALUES(?1,?2,?3,?4,?5,?6,?7,'QUEUED',?8,?9,?10,?11,?12,?12,?12,?13,?14)"));
+            "max_attempts,devices,submit_seq,created_ms,updated_ms,queued_ms,parent_id,request_id,"
+            "nodes) VALUES(?1,?2,?3,?4,?5,?6,?7,'QUEUED',?8,?9,?10,?11,?12,?12,?12,?13,?14,?15)"));
     st.Bind(1, j.id).Bind(2, j.name).Bind(3, j.kind).Bind(4, j.owner).Bind(5, j.priority);
     st.BindBlob(6, j.spec_blob).Bind(7, j.spec_text).Bind(8, j.reason).Bind(9, j.max_attempts);
     st.Bind(10, j.devices).Bind(11, j.submit_seq).Bind(12, now);
@@ -298,6 +305,7 @@ absl::StatusOr<JobRecord> Registry::CreateJobLocked(const NewJob& in, int64_t no
     } else {
       st.Bind(14, in.request_id);
     }
+    st.Bind(15, j.nodes);
     inserted = st.Run();
     if (!absl::IsAlreadyExists(inserted)) break;  // id collision: draw again
   }
@@ -523,6 +531,7 @@ absl::Status Registry::Transition(std::string_view id, JobState to, std::string_
         break;  // RUNNING -> QUEUED
     }
     GCL_RETURN_IF_ERROR(CloseAttemptLocked(job.id, job.attempt, outcome, now));
+    GCL_RETURN_IF_ERROR(CloseMembersLocked(job.id, job.attempt, "", outcome, now).status());
   }
   GCL_RETURN_IF_ERROR(MoveJobLocked(job, to, reason, job.failures, now));
   return tx.Commit();
@@ -606,32 +615,129 @@ absl::Status Registry::SetProgress(std::string_view id, int64_t step, int64_t to
 
 absl::StatusOr<int32_t> Registry::StartAttempt(std::string_view job_id,
                                                std::string_view worker_id) {
-  if (worker_id.empty()) return absl::InvalidArgumentError("worker_id must not be empty");
+  GCL_ASSIGN_OR_RETURN(GangAttempt gang,
+                       StartGangAttempt(job_id, {std::string(worker_id)}, /*rendezvous=*/""));
+  return gang.attempt;
+}
+
+namespace {
+
+// "dev:3" -> 3; -1 for anything else.
+int64_t DeviceIndex(std::string_view id) {
+  if (id.substr(0, 4) != "dev:") return -1;
+  int64_t v = 0;
+  return absl::SimpleAtoi(std::string(id.substr(4)), &v) && v >= 0 ? v : -1;
+}
+
+std::vector<std::string> SplitIds(const std::string& joined) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < joined.size()) {
+    size_t comma = joined.find(',', start);
+    if (comma == std::string::npos) comma = joined.size();
+    if (comma > start) out.push_back(joined.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+AttemptMember ReadMember(const Statement& st) {
+  AttemptMember m;
+  m.job_id = st.ColumnText(0);
+  m.attempt = static_cast<int32_t>(st.ColumnInt64(1));
+  m.node_index = static_cast<int32_t>(st.ColumnInt64(2));
+  m.worker_id = st.ColumnText(3);
+  m.devices = st.ColumnInt64(4);
+  m.device_ids = SplitIds(st.ColumnText(5));
+  m.state = ParseAttemptState(st.ColumnText(6)).value_or(AttemptState::kRunning);
+  m.reason = st.ColumnText(7);
+  return m;
+}
+constexpr char kMemberCols[] = "job_id,attempt,node_index,worker_id,devices,device_ids,state,reason";
+
+}  // namespace
+
+absl::StatusOr<GangAttempt> Registry::StartGangAttempt(std::string_view job_id,
+                                                       const std::vector<std::string>& workers,
+                                                       std::string_view rendezvous) {
+  for (size_t i = 0; i < workers.size(); ++i) {
+    if (workers[i].empty()) return absl::InvalidArgumentError("worker_id must not be empty");
+    if (std::find(workers.begin(), workers.begin() + i, workers[i]) != workers.begin() + i) {
+      return absl::InvalidArgumentError(
+          internal::Cat("worker ", workers[i], " appears twice in one gang"));
+    }
+  }
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
   GCL_ASSIGN_OR_RETURN(JobRecord job, GetJobLocked(job_id));
+  if (static_cast<int64_t>(workers.size()) != job.nodes) {
+    return absl::InvalidArgumentError(internal::Cat("job ", job_id, " spans ", job.nodes,
+                                                    " workers, got ", workers.size()));
+  }
   GCL_RETURN_IF_ERROR(CheckTransition(job.state, JobState::kRunning));
   if (job.failures >= job.max_attempts) {
     return absl::FailedPreconditionError(
         internal::Cat("job ", job_id, " used all ", job.max_attempts, " attempts"));
   }
   const int64_t now = NowMs();
-  const int32_t attempt = job.attempt + 1;
-  const std::string reason = internal::Cat("attempt ", attempt, " on worker ", worker_id);
+  GangAttempt gang;
+  gang.attempt = job.attempt + 1;
+  gang.rendezvous = std::string(rendezvous);
+  const int64_t per_node = job.devices / job.nodes;
+  std::string reason = internal::Cat("attempt ", gang.attempt, " on worker", workers.size() > 1 ? "s " : " ");
+  for (size_t i = 0; i < workers.size(); ++i) {
+    absl::StrAppend(&reason, i > 0 ? ", " : "", workers[i]);
+    if (workers.size() > 1) absl::StrAppend(&reason, " (rank ", i * per_node, ")");
+  }
   {
     GCL_ASSIGN_OR_RETURN(Statement st,
                          db_->Prepare("UPDATE jobs SET state='RUNNING', attempt=?2, reason=?3, "
                                       "updated_ms=?4 WHERE id=?1"));
-    st.Bind(1, job.id).Bind(2, attempt).Bind(3, reason).Bind(4, now);
+    st.Bind(1, job.id).Bind(2, gang.attempt).Bind(3, reason).Bind(4, now);
     GCL_RETURN_IF_ERROR(st.Run());
   }
   {
     GCL_ASSIGN_OR_RETURN(
         Statement st,
-        db_->Prepare("INSERT INTO attempts(job_id,attempt,worker_id,state,started_ms) "
-                     "VALUES(?1,?2,?3,'RUNNING',?4)"));
-    st.Bind(1, job.id).Bind(2, attempt).Bind(3, worker_id).Bind(4, now);
+        db_->Prepare("INSERT INTO attempts(job_id,attempt,worker_id,state,started_ms,rendezvous) "
+                     "VALUES(?1,?2,?3,'RUNNING',?4,?5)"));
+    st.Bind(1, job.id).Bind(2, gang.attempt).Bind(3, workers[0]).Bind(4, now).Bind(5, rendezvous);
     GCL_RETURN_IF_ERROR(st.Run());
+  }
+  for (size_t i = 0; i < workers.size(); ++i) {
+    AttemptMember m;
+    m.job_id = job.id;
+    m.attempt = gang.attempt;
+    m.node_index = static_cast<int32_t>(i);
+    m.worker_id = workers[i];
+    m.devices = per_node;
+    // Per-device bookkeeping: the lowest indices the worker's RUNNING members do not hold.
+    std::set<int64_t> held;
+    {
+      GCL_ASSIGN_OR_RETURN(Statement st,
+                           db_->Prepare("SELECT device_ids FROM attempt_members WHERE "
+                                        "worker_id=?1 AND state='RUNNING'"));
+      st.Bind(1, workers[i]);
+      while (true) {
+        GCL_ASSIGN_OR_RETURN(bool row, st.Step());
+        if (!row) break;
+        for (const std::string& id : SplitIds(st.ColumnText(0))) held.insert(DeviceIndex(id));
+      }
+    }
+    std::string joined;
+    for (int64_t d = 0; static_cast<int64_t>(m.device_ids.size()) < per_node; ++d) {
+      if (held.count(d) > 0) continue;
+      m.device_ids.push_back(internal::Cat("dev:", d));
+      absl::StrAppend(&joined, joined.empty() ? "" : ",", m.device_ids.back());
+    }
+    GCL_ASSIGN_OR_RETURN(
+        Statement st,
+        db_->Prepare("INSERT INTO attempt_members(job_id,attempt,node_index,worker_id,devices,"
+                     "device_ids,state) VALUES(?1,?2,?3,?4,?5,?6,'RUNNING')"));
+    st.Bind(1, job.id).Bind(2, gang.attempt).Bind(3, m.node_index).Bind(4, m.worker_id);
+    st.Bind(5, m.devices).Bind(6, joined);
+    GCL_RETURN_IF_ERROR(st.Run());
+    gang.members.push_back(std::move(m));
   }
   JobEvent e;
   e.job_id = job.id;
@@ -640,11 +746,61 @@ absl::StatusOr<int32_t> Registry::StartAttempt(std::string_view job_id,
   e.from_state = std::string(ToString(job.state));
   e.to_state = std::string(ToString(JobState::kRunning));
   e.reason = reason;
-  e.attempt = attempt;
-  e.payload_json = internal::Cat("{\"worker_id\":", JsonQuote(worker_id), "}");
+  e.attempt = gang.attempt;
+  e.payload_json = internal::Cat("{\"worker_id\":", JsonQuote(workers[0]));
+  if (workers.size() > 1) {
+    absl::StrAppend(&e.payload_json, ",\"workers\":[");
+    for (size_t i = 0; i < workers.size(); ++i) {
+      absl::StrAppend(&e.payload_json, i > 0 ? "," : "", JsonQuote(workers[i]));
+    }
+    absl::StrAppend(&e.payload_json, "],\"rendezvous\":", JsonQuote(rendezvous));
+  }
+  absl::StrAppend(&e.payload_json, "}");
   GCL_RETURN_IF_ERROR(AppendEventLocked(e).status());
   GCL_RETURN_IF_ERROR(tx.Commit());
-  return attempt;
+  return gang;
+}
+
+absl::StatusOr<GangAttempt> Registry::GetGang(std::string_view job_id, int32_t attempt) {
+  absl::MutexLock lock(&read_mu_);
+  GangAttempt gang;
+  gang.attempt = attempt;
+  {
+    GCL_ASSIGN_OR_RETURN(Statement st, reader_->Prepare("SELECT rendezvous FROM attempts WHERE "
+                                                        "job_id=?1 AND attempt=?2"));
+    st.Bind(1, job_id).Bind(2, attempt);
+    GCL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return NotFound("attempt", internal::Cat(job_id, "/", attempt));
+    gang.rendezvous = st.ColumnText(0);
+  }
+  GCL_ASSIGN_OR_RETURN(
+      Statement st,
+      reader_->Prepare(internal::Cat("SELECT ", kMemberCols,
+                                     " FROM attempt_members WHERE job_id=?1 AND attempt=?2 "
+                                     "ORDER BY node_index")));
+  st.Bind(1, job_id).Bind(2, attempt);
+  GCL_ASSIGN_OR_RETURN(gang.members, CollectRows(st, ReadMember));
+  return gang;
+}
+
+absl::StatusOr<int> Registry::CloseMembersLocked(std::string_view job_id, int32_t attempt,
+                                                 std::string_view worker_id,
+                                                 const AttemptOutcome& outcome, int64_t now) {
+  GCL_ASSIGN_OR_RETURN(
+      Statement st,
+      db_->Prepare("UPDATE attempt_members SET state=?4, ended_ms=?5, exit_code=?6, reason=?7 "
+                   "WHERE job_id=?1 AND attempt=?2 AND (?3='' OR worker_id=?3) AND "
+                   "state='RUNNING'"));
+  st.Bind(1, job_id).Bind(2, attempt).Bind(3, worker_id).Bind(4, ToString(outcome.state));
+  st.Bind(5, now);
+  if (outcome.exit_code.has_value()) {
+    st.Bind(6, *outcome.exit_code);
+  } else {
+    st.BindNull(6);
+  }
+  st.Bind(7, outcome.reason);
+  GCL_RETURN_IF_ERROR(st.Run());
+  return static_cast<int>(db_->Changes());
 }
 
 absl::StatusOr<JobRecord> Registry::FinishAttemptLocked(const JobRecord& job,
@@ -712,9 +868,110 @@ absl::StatusOr<JobRecord> Registry::FinishAttempt(std::string_view job_id, int32
         internal::Cat("stale report: job ", job_id, " is ", ToString(job.state), " at attempt ",
                       job.attempt, ", report is for attempt ", attempt));
   }
-  GCL_ASSIGN_OR_RETURN(JobRecord after, FinishAttemptLocked(job, outcome, NowMs()));
+  const int64_t now = NowMs();
+  GCL_ASSIGN_OR_RETURN(JobRecord after, FinishAttemptLocked(job, outcome, now));
+  GCL_RETURN_IF_ERROR(CloseMembersLocked(job.id, attempt, "", outcome, now).status());
   GCL_RETURN_IF_ERROR(tx.Commit());
   return after;
+}
+
+absl::StatusOr<JobRecord> Registry::FinishMember(std::string_view job_id, int32_t attempt,
+                                                 std::string_view worker_id,
+                                                 const AttemptOutcome& outcome) {
+  if (worker_id.empty()) return absl::InvalidArgumentError("worker_id must not be empty");
+  if (outcome.state == AttemptState::kRunning) {
+    return absl::InvalidArgumentError("an attempt cannot finish as RUNNING");
+  }
+  absl::MutexLock lock(&mu_);
+  GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
+  GCL_ASSIGN_OR_RETURN(JobRecord job, GetJobLocked(job_id));
+  if (job.attempt != attempt ||
+      (job.state != JobState::kRunning && job.state != JobState::kCancelling)) {
+    return absl::FailedPreconditionError(
+        internal::Cat("stale report: job ", job_id, " is ", ToString(job.state), " at attempt ",
+                      job.attempt, ", report is for attempt ", attempt));
+  }
+  const int64_t now = NowMs();
+  GCL_ASSIGN_OR_RETURN(int closed, CloseMembersLocked(job.id, attempt, worker_id, outcome, now));
+  if (closed == 0) {
+    return absl::FailedPreconditionError(internal::Cat(
+        "stale report: worker ", worker_id, " runs no member of attempt ", attempt, " of job ",
+        job_id));
+  }
+  if (outcome.state == AttemptState::kSucceeded) {
+    GCL_ASSIGN_OR_RETURN(Statement st,
+                         db_->Prepare("SELECT COUNT(*) FROM attempt_members WHERE job_id=?1 AND "
+                                      "attempt=?2 AND state='RUNNING'"));
+    st.Bind(1, job.id).Bind(2, attempt);
+    GCL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row && st.ColumnInt64(0) > 0) {
+      GCL_RETURN_IF_ERROR(st.Run());
+      GCL_RETURN_IF_ERROR(tx.Commit());
+      return job;  // the gang succeeds with its last member
+    }
+  }
+  AttemptOutcome whole = outcome;
+  if (job.nodes > 1 && outcome.state != AttemptState::kSucceeded) {
+    whole.reason = internal::Cat("on worker ", worker_id, ": ", outcome.reason);
+  }
+  GCL_ASSIGN_OR_RETURN(JobRecord after, FinishAttemptLocked(job, whole, now));
+  GCL_RETURN_IF_ERROR(tx.Commit());
+  return after;
+}
+
+absl::Status Registry::CloseMember(std::string_view job_id, int32_t attempt,
+                                   std::string_view worker_id, const AttemptOutcome& outcome) {
+  if (worker_id.empty()) return absl::InvalidArgumentError("worker_id must not be empty");
+  absl::MutexLock lock(&mu_);
+  GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
+  GCL_RETURN_IF_ERROR(CloseMembersLocked(job_id, attempt, worker_id, outcome, NowMs()).status());
+  return tx.Commit();
+}
+
+absl::StatusOr<std::vector<std::string>> Registry::ReconcileWorker(
+    std::string_view worker_id, const std::vector<std::string>& running_job_ids) {
+  absl::MutexLock lock(&mu_);
+  GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
+  struct Open {
+    std::string job_id;
+    int32_t attempt;
+    int64_t nodes;
+    bool current;
+  };
+  std::vector<Open> open;
+  {
+    GCL_ASSIGN_OR_RETURN(
+        Statement st,
+        db_->Prepare("SELECT m.job_id, m.attempt, j.nodes, (j.attempt=m.attempt AND j.state IN "
+                     "('RUNNING','CANCELLING')) FROM attempt_members m JOIN jobs j ON "
+                     "j.id=m.job_id WHERE m.worker_id=?1 AND m.state='RUNNING' "
+                     "ORDER BY j.submit_seq"));
+    st.Bind(1, worker_id);
+    while (true) {
+      GCL_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      open.push_back({st.ColumnText(0), static_cast<int32_t>(st.ColumnInt64(1)),
+                      st.ColumnInt64(2), st.ColumnInt64(3) != 0});
+    }
+  }
+  const int64_t now = NowMs();
+  std::vector<std::string> requeued;
+  for (const Open& o : open) {
+    if (std::find(running_job_ids.begin(), running_job_ids.end(), o.job_id) !=
+        running_job_ids.end()) {
+      continue;
+    }
+    if (o.current && o.nodes <= 1) continue;  // sent again at its next heartbeat
+    AttemptOutcome gone;
+    gone.state = o.current ? AttemptState::kLost : AttemptState::kCancelled;
+    gone.reason = internal::Cat("worker ", worker_id, " restarted without it");
+    GCL_RETURN_IF_ERROR(CloseMembersLocked(o.job_id, o.attempt, worker_id, gone, now).status());
+    if (!o.current) continue;
+    GCL_RETURN_IF_ERROR(RequeueLocked(o.job_id, gone.reason, now).status());
+    requeued.push_back(o.job_id);
+  }
+  GCL_RETURN_IF_ERROR(tx.Commit());
+  return requeued;
 }
 
 absl::StatusOr<JobRecord> Registry::RequeueLocked(std::string_view job_id, std::string_view reason,
@@ -741,7 +998,15 @@ absl::StatusOr<JobRecord> Registry::RequeueLocked(std::string_view job_id, std::
 absl::StatusOr<JobRecord> Registry::Requeue(std::string_view job_id, std::string_view reason) {
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
-  GCL_ASSIGN_OR_RETURN(JobRecord after, RequeueLocked(job_id, reason, NowMs()));
+  const int64_t now = NowMs();
+  GCL_ASSIGN_OR_RETURN(JobRecord before, GetJobLocked(job_id));
+  GCL_ASSIGN_OR_RETURN(JobRecord after, RequeueLocked(job_id, reason, now));
+  if (before.attempt > 0) {
+    AttemptOutcome lost;
+    lost.state = AttemptState::kLost;
+    lost.reason = std::string(reason);
+    GCL_RETURN_IF_ERROR(CloseMembersLocked(job_id, before.attempt, "", lost, now).status());
+  }
   GCL_RETURN_IF_ERROR(tx.Commit());
   return after;
 }
@@ -774,9 +1039,10 @@ absl::StatusOr<std::vector<AttemptRecord>> Registry::ListRunningAttempts() {
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(
       Statement st,
-      db_->Prepare("SELECT a.job_id,a.attempt,a.worker_id,a.started_ms,a.reason FROM attempts a "
-                   "JOIN jobs j ON j.id=a.job_id AND j.attempt=a.attempt WHERE "
-                   "a.state='RUNNING' ORDER BY a.worker_id, j.submit_seq"));
+      db_->Prepare("SELECT a.job_id,a.attempt,m.worker_id,a.started_ms,a.reason FROM attempts a "
+                   "JOIN jobs j ON j.id=a.job_id AND j.attempt=a.attempt JOIN attempt_members m "
+                   "ON m.job_id=a.job_id AND m.attempt=a.attempt WHERE a.state='RUNNING' AND "
+                   "m.state='RUNNING' ORDER BY m.worker_id, j.submit_seq"));
   GCL_ASSIGN_OR_RETURN(std::vector<AttemptRecord> out, CollectRows(st, [](const Statement& st) {
                          AttemptRecord a;
                          a.job_id = st.ColumnText(0);
@@ -804,7 +1070,7 @@ absl::StatusOr<std::vector<JobRecord>> Registry::ListQueued(int limit) {
 absl::StatusOr<std::vector<QueueEntry>> Registry::ListQueue() {
   absl::MutexLock lock(&scan_mu_);
   GCL_ASSIGN_OR_RETURN(Statement st,
-                       scanner_->Prepare("SELECT id,priority,submit_seq,devices,reason,kind FROM jobs "
+                       scanner_->Prepare("SELECT id,priority,submit_seq,devices,reason,kind,nodes FROM jobs "
                                         "WHERE state='QUEUED' ORDER BY priority DESC, submit_seq"));
   GCL_ASSIGN_OR_RETURN(std::vector<QueueEntry> out, CollectRows(st, [](const Statement& st) {
                          QueueEntry q;
@@ -814,6 +1080,7 @@ absl::StatusOr<std::vector<QueueEntry>> Registry::ListQueue() {
                          q.devices = st.ColumnInt64(3);
                          q.reason = st.ColumnText(4);
                          q.kind = st.ColumnText(5);
+                         q.nodes = st.ColumnInt64(6);
                          return q;
                        }));
   return out;
@@ -874,10 +1141,11 @@ absl::StatusOr<std::vector<OpenAttempt>> Registry::OpenAttemptsOn(std::string_vi
   absl::MutexLock lock(&read_mu_);
   GCL_ASSIGN_OR_RETURN(
       Statement st,
-      reader_->Prepare("SELECT j.id,j.state,j.attempt,j.devices FROM attempts a JOIN jobs j ON "
-                       "j.id=a.job_id AND j.attempt=a.attempt WHERE a.worker_id=?1 AND "
-                       "a.state='RUNNING' AND j.state IN ('RUNNING','CANCELLING') "
-                       "ORDER BY j.submit_seq"));
+      reader_->Prepare("SELECT j.id,j.state,m.attempt,m.devices,(j.attempt=m.attempt AND j.state "
+                       "IN ('RUNNING','CANCELLING')),m.node_index,a.rendezvous FROM "
+                       "attempt_members m JOIN jobs j ON j.id=m.job_id JOIN attempts a ON "
+                       "a.job_id=m.job_id AND a.attempt=m.attempt WHERE m.worker_id=?1 AND "
+                       "m.state='RUNNING' ORDER BY j.submit_seq, m.attempt"));
   st.Bind(1, worker_id);
   GCL_ASSIGN_OR_RETURN(std::vector<OpenAttempt> out, CollectRows(st, [](const Statement& st) {
                          OpenAttempt a;
@@ -885,6 +1153,9 @@ absl::StatusOr<std::vector<OpenAttempt>> Registry::OpenAttemptsOn(std::string_vi
                          a.state = ParseJobState(st.ColumnText(1)).value_or(JobState::kRunning);
                          a.attempt = static_cast<int32_t>(st.ColumnInt64(2));
                          a.devices = st.ColumnInt64(3);
+                         a.current = st.ColumnInt64(4) != 0;
+                         a.node_index = static_cast<int32_t>(st.ColumnInt64(5));
+                         a.rendezvous = st.ColumnText(6);
                          return a;
                        }));
   return out;
@@ -894,9 +1165,8 @@ absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> Registry::DevicesIn
   absl::MutexLock lock(&scan_mu_);
   GCL_ASSIGN_OR_RETURN(
       Statement st,
-      scanner_->Prepare("SELECT a.worker_id, SUM(j.devices) FROM jobs j JOIN attempts a ON "
-                       "a.job_id=j.id AND a.attempt=j.attempt WHERE j.state IN "
-                       "('RUNNING','CANCELLING') GROUP BY a.worker_id"));
+      scanner_->Prepare("SELECT worker_id, SUM(devices) FROM attempt_members WHERE "
+                        "state='RUNNING' GROUP BY worker_id ORDER BY worker_id"));
   GCL_ASSIGN_OR_RETURN(auto out, CollectRows(st, [](const Statement& st) {
                          return std::make_pair(st.ColumnText(0), st.ColumnInt64(1));
                        }));
@@ -917,15 +1187,23 @@ WorkerRecord ReadWorker(const Statement& st) {
   w.registered_ms = st.ColumnInt64(6);
   w.last_seen_ms = st.ColumnInt64(7);
   w.lease_expiry_ms = st.ColumnInt64(8);
+  w.rendezvous_port_min = static_cast<int32_t>(st.ColumnInt64(9));
+  w.rendezvous_port_max = static_cast<int32_t>(st.ColumnInt64(10));
   return w;
 }
 constexpr char kWorkerCols[] =
-    "id,address,devices,memory_bytes,labels_json,state,registered_ms,last_seen_ms,lease_expiry_ms";
+    "id,address,devices,memory_bytes,labels_json,state,registered_ms,last_seen_ms,lease_expiry_ms,"
+    "rendezvous_port_min,rendezvous_port_max";
 }  // namespace
 
 absl::Status Registry::UpsertWorker(const WorkerRecord& w) {
   if (w.id.empty()) return absl::InvalidArgumentError("worker id must not be empty");
   if (w.devices < 0) return absl::InvalidArgumentError("worker devices must be >= 0");
+  if (w.rendezvous_port_min < 1 || w.rendezvous_port_max > 65535 ||
+      w.rendezvous_port_min > w.rendezvous_port_max) {
+    return absl::InvalidArgumentError(internal::Cat("rendezvous ports ", w.rendezvous_port_min, "-",
+                                                    w.rendezvous_port_max, ": not a port range"));
+  }
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
   const int64_t now = NowMs();
@@ -933,13 +1211,17 @@ absl::Status Registry::UpsertWorker(const WorkerRecord& w) {
       Statement st,
       db_->Prepare(
           "INSERT INTO workers(id,address,devices,memory_bytes,labels_json,state,registered_ms,"
-          "last_seen_ms,lease_expiry_ms) VALUES(?1,?2,?3,?4,?5,'ALIVE',?6,?6,?7) "
+          "last_seen_ms,lease_expiry_ms,rendezvous_port_min,rendezvous_port_max) "
+          "VALUES(?1,?2,?3,?4,?5,'ALIVE',?6,?6,?7,?8,?9) "
           "ON CONFLICT(id) DO UPDATE SET address=excluded.address, devices=excluded.devices, "
           "memory_bytes=excluded.memory_bytes, labels_json=excluded.labels_json, "
           "state='ALIVE', last_seen_ms=excluded.last_seen_ms, "
-          "lease_expiry_ms=excluded.lease_expiry_ms"));
+          "lease_expiry_ms=excluded.lease_expiry_ms, "
+          "rendezvous_port_min=excluded.rendezvous_port_min, "
+          "rendezvous_port_max=excluded.rendezvous_port_max"));
   st.Bind(1, w.id).Bind(2, w.address).Bind(3, w.devices).Bind(4, w.memory_bytes);
   st.Bind(5, w.labels_json.empty() ? "{}" : w.labels_json).Bind(6, now).Bind(7, w.lease_expiry_ms);
+  st.Bind(8, w.rendezvous_port_min).Bind(9, w.rendezvous_port_max);
   GCL_RETURN_IF_ERROR(st.Run());
   return tx.Commit();
 }
@@ -1004,21 +1286,33 @@ absl::StatusOr<std::vector<std::string>> Registry::MarkWorkerLost(std::string_vi
     GCL_RETURN_IF_ERROR(st.Run());
     if (db_->Changes() != 1) return NotFound("worker", worker_id);
   }
+  // Every member the worker may still run: current ones requeue their job,
+  // draining ones (their attempt already ended) only free their devices.
   std::vector<std::string> jobs;
+  std::vector<std::pair<std::string, int32_t>> members;
   {
     GCL_ASSIGN_OR_RETURN(
-        Statement st, db_->Prepare("SELECT a.job_id FROM attempts a JOIN jobs j ON j.id=a.job_id "
-                                   "AND j.attempt=a.attempt WHERE a.worker_id=?1 AND "
-                                   "a.state='RUNNING' ORDER BY j.submit_seq"));
+        Statement st,
+        db_->Prepare("SELECT m.job_id, m.attempt, (j.attempt=m.attempt AND j.state IN "
+                     "('RUNNING','CANCELLING')) FROM attempt_members m JOIN jobs j ON "
+                     "j.id=m.job_id WHERE m.worker_id=?1 AND m.state='RUNNING' "
+                     "ORDER BY j.submit_seq"));
     st.Bind(1, worker_id);
     while (true) {
       GCL_ASSIGN_OR_RETURN(bool row, st.Step());
       if (!row) break;
-      jobs.push_back(st.ColumnText(0));
+      members.emplace_back(st.ColumnText(0), static_cast<int32_t>(st.ColumnInt64(1)));
+      if (st.ColumnInt64(2) != 0) jobs.push_back(st.ColumnText(0));
     }
   }
   const std::string why =
       reason.empty() ? internal::Cat("worker ", worker_id, " lost") : std::string(reason);
+  AttemptOutcome lost;
+  lost.state = AttemptState::kLost;
+  lost.reason = why;
+  for (const auto& [id, attempt] : members) {
+    GCL_RETURN_IF_ERROR(CloseMembersLocked(id, attempt, worker_id, lost, now).status());
+  }
   for (const std::string& id : jobs) GCL_RETURN_IF_ERROR(RequeueLocked(id, why, now).status());
   GCL_RETURN_IF_ERROR(tx.Commit());
   return jobs;

@@ -4,8 +4,9 @@
 // RecoverActive() + ListWorkers() + ListCheckpoints().
 //
 // Vocabulary (user-expectations.md §5): a *job* is the user's intent; an
-// *attempt* is one placement of it on a worker (attempt numbers 1, 2, ...);
-// a *checkpoint* is owned by an attempt. Failures (trainer failure, worker
+// *attempt* is one placement of it (attempt numbers 1, 2, ...) on one worker,
+// or on `nodes` workers at once for a gang: one *member* per worker, node
+// index 0 holding rank 0; a *checkpoint* is owned by an attempt. Failures (trainer failure, worker
 // lost) charge one of max_attempts; preemption does not.
 //
 // Every write is one BEGIN IMMEDIATE ... COMMIT unit that also appends its
@@ -65,7 +66,10 @@ struct NewJob {
   std::string spec_blob;     // serialized gcl.v1.JobSpec (opaque bytes)
   std::string spec_text;     // human-readable copy (YAML/JSON) for `gclctl get`
   int32_t max_attempts = 3;  // REQUIRES >= 1
-  int64_t devices = 1;       // REQUIRES >= 0
+  int64_t devices = 1;       // REQUIRES >= 0; in total (every rank)
+  // Workers the job spans (a gang when > 1, devices / nodes on each).
+  // REQUIRES >= 1 and devices a multiple of it.
+  int64_t nodes = 1;
   std::string parent_id;     // experiment parent, "" for none (must exist)
   std::string reason;        // initial QUEUED reason; "" -> "waiting for a worker"
   // Idempotency key, "" for none: creating a job whose (owner, request_id)
@@ -91,7 +95,8 @@ struct JobRecord {
   int64_t created_ms = 0, updated_ms = 0, queued_ms = 0;  // queued_ms: last entry into QUEUED
   std::string parent_id;
   int64_t progress_step = 0, progress_total = 0;
-  std::string worker_id;  // worker of the current attempt; "" when attempt == 0 (read only)
+  std::string worker_id;  // worker of the current attempt (a gang's node 0); "" when attempt == 0 (read only)
+  int64_t nodes = 1;      // workers it spans
 };
 
 struct JobFilter {
@@ -140,14 +145,41 @@ struct QueueEntry {
   int64_t submit_seq = 0;
   int64_t devices = 1;
   std::string reason;
+  int64_t nodes = 1;
 };
 
-// A job whose current attempt is open (RUNNING or CANCELLING) on a worker.
+// A member of an attempt that may still run on a worker (member RUNNING).
+// current: it belongs to the job's current attempt and the job is RUNNING or
+// CANCELLING; otherwise the attempt ended (e.g. another gang member was lost)
+// and the member is draining: its devices stay held until the worker
+// confirms (Complete), loses its lease or re-registers without it.
 struct OpenAttempt {
   std::string job_id;
-  JobState state = JobState::kRunning;
+  JobState state = JobState::kRunning;  // the job's
   int32_t attempt = 0;
+  int64_t devices = 0;  // this member's
+  bool current = true;
+  int32_t node_index = 0;
+  std::string rendezvous;  // the attempt's; "" for single-rank attempts
+};
+
+// One worker's share of an attempt.
+struct AttemptMember {
+  std::string job_id;
+  int32_t attempt = 0;
+  int32_t node_index = 0;  // its first rank is node_index x devices
+  std::string worker_id;
   int64_t devices = 0;
+  std::vector<std::string> device_ids;  // "dev:N", the lowest indices free on the worker at start
+  AttemptState state = AttemptState::kRunning;
+  std::string reason;
+};
+
+// An attempt with its members in node order.
+struct GangAttempt {
+  int32_t attempt = 0;
+  std::string rendezvous;
+  std::vector<AttemptMember> members;
 };
 
 struct LeaseRenewal {
@@ -171,6 +203,9 @@ struct WorkerRecord {
   std::string labels_json = "{}";
   WorkerState state = WorkerState::kAlive;
   int64_t registered_ms = 0, last_seen_ms = 0, lease_expiry_ms = 0;
+  // TCP ports the coordinator may pick a gang's rendezvous from when this
+  // worker holds its rank 0 (inclusive).
+  int32_t rendezvous_port_min = 29500, rendezvous_port_max = 29999;
 };
 
 enum class CheckpointState { kActive, kCompleted, kError, kDeleted };
@@ -280,16 +315,51 @@ class Registry {
   // QUEUED|SCHEDULED -> RUNNING: attempt + 1, an attempts row on worker_id,
   // a "state" event (payload {"worker_id": ...}). Returns the new attempt number.
   // kFailedPrecondition from other states or when failures >= max_attempts.
+  // kInvalidArgument for a job with nodes > 1 (StartGangAttempt).
   absl::StatusOr<int32_t> StartAttempt(std::string_view job_id, std::string_view worker_id);
+  // StartAttempt for all the members at once (all or none): workers[i] is
+  // node i and gets devices / nodes devices, numbered from the lowest indices
+  // its RUNNING members do not hold. The attempts row names workers[0].
+  // kInvalidArgument unless workers are job.nodes distinct non-empty ids.
+  absl::StatusOr<GangAttempt> StartGangAttempt(std::string_view job_id,
+                                               const std::vector<std::string>& workers,
+                                               std::string_view rendezvous);
+  // The members of attempt `attempt` of the job (node order) and its
+  // rendezvous; kNotFound when there is no such attempt.
+  absl::StatusOr<GangAttempt> GetGang(std::string_view job_id, int32_t attempt);
   // Closes attempt `attempt` (must be the job's current, still RUNNING
   // attempt; else kFailedPrecondition: a stale report) and moves the job:
   //   SUCCEEDED -> SUCCEEDED; CANCELLED -> CANCELLED;
   //   FAILED/LOST -> failures + 1; QUEUED if failures < max_attempts else FAILED;
   //   PREEMPTED -> QUEUED (no charge).
   // A CANCELLING job ends CANCELLED unless the attempt SUCCEEDED.
+  // Every RUNNING member of the attempt is closed with it.
   // Returns the job after the move.
   absl::StatusOr<JobRecord> FinishAttempt(std::string_view job_id, int32_t attempt,
                                           const AttemptOutcome& outcome);
+  // One member's report (its worker's Complete). Closes worker_id's member
+  // of the job's current attempt; a success ends the attempt only when it
+  // was the last RUNNING member (the job stays RUNNING until then); any
+  // other outcome ends the whole attempt at once as FinishAttempt does (the
+  // other members stay RUNNING, draining, until their workers confirm).
+  // kFailedPrecondition (nothing written) for a stale attempt or a worker
+  // with no RUNNING member in it. Returns the job after the move.
+  absl::StatusOr<JobRecord> FinishMember(std::string_view job_id, int32_t attempt,
+                                         std::string_view worker_id,
+                                         const AttemptOutcome& outcome);
+  // Closes worker_id's RUNNING member of attempt `attempt` (any attempt,
+  // current or not) with `outcome`; the job and attempt are not touched.
+  // OK when there is none (idempotent).
+  absl::Status CloseMember(std::string_view job_id, int32_t attempt, std::string_view worker_id,
+                           const AttemptOutcome& outcome);
+  // A worker (re)registered running exactly `running_job_ids`: each of its
+  // RUNNING members not among them is closed; when that member belongs to
+  // the current attempt of a multi-worker gang, the attempt is lost (charged
+  // and requeued as Requeue: the other ranks cannot go on without it).
+  // Single-worker attempts are left alone (the coordinator sends them
+  // again). Returns the ids of the jobs requeued.
+  absl::StatusOr<std::vector<std::string>> ReconcileWorker(
+      std::string_view worker_id, const std::vector<std::string>& running_job_ids);
   // The job lost its placement (worker gone, placement undone): closes a
   // RUNNING attempt as LOST and charges it (QUEUED while failures <
   // max_attempts, else FAILED); a SCHEDULED job without a running attempt
@@ -297,7 +367,9 @@ class Registry {
   absl::StatusOr<JobRecord> Requeue(std::string_view job_id, std::string_view reason);
   absl::StatusOr<std::vector<AttemptRecord>> ListAttempts(std::string_view job_id);
   // The RUNNING current attempts of every job (what each worker is running
-  // now; CANCELLING jobs included), by worker_id then job submission order.
+  // now; CANCELLING jobs included), one row per member still running (a
+  // gang appears under each of its workers, worker_id being the member's),
+  // by worker_id then job submission order.
   absl::StatusOr<std::vector<AttemptRecord>> ListRunningAttempts();
 
   // Queued jobs in scheduling order (priority DESC, then FIFO by submission:
@@ -315,10 +387,10 @@ class Registry {
   // Every non-terminal job (QUEUED, SCHEDULED, RUNNING, CANCELLING), oldest
   // first: what a restarted coordinator must re-adopt or re-schedule.
   absl::StatusOr<std::vector<JobRecord>> RecoverActive();
-  // RUNNING/CANCELLING jobs whose current (open) attempt is on worker_id, by
-  // submit_seq. One indexed query (attempts_by_worker).
+  // The RUNNING members on worker_id (current and draining ones, see
+  // OpenAttempt), by submit_seq. One indexed query (attempt_members_open).
   absl::StatusOr<std::vector<OpenAttempt>> OpenAttemptsOn(std::string_view worker_id);
-  // Devices held per worker by RUNNING/CANCELLING jobs' open attempts.
+  // Devices held per worker by RUNNING members (draining ones included), by worker id.
   absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> DevicesInUse();
 
   // ---- events ----
@@ -340,8 +412,9 @@ class Registry {
   absl::Status RenewLeases(const std::vector<LeaseRenewal>& renewals);
   absl::StatusOr<WorkerRecord> GetWorker(std::string_view worker_id);
   absl::StatusOr<std::vector<WorkerRecord>> ListWorkers();
-  // Marks the worker LOST and, in the same transaction, requeues every job
-  // with a RUNNING attempt on it (as Requeue). Returns those job ids.
+  // Marks the worker LOST and, in the same transaction, closes its RUNNING
+  // members as LOST and requeues every job whose current attempt had one
+  // (as Requeue; a gang's other members drain). Returns those job ids.
   absl::StatusOr<std::vector<std::string>> MarkWorkerLost(std::string_view worker_id,
                                                           std::string_view reason);
 
@@ -412,6 +485,11 @@ class Registry {
                                                 int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<JobRecord> RequeueLocked(std::string_view job_id, std::string_view reason,
                                           int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Closes the RUNNING members of (job, attempt) on worker_id ("" = all of
+  // them) with the outcome; returns how many.
+  absl::StatusOr<int> CloseMembersLocked(std::string_view job_id, int32_t attempt,
+                                         std::string_view worker_id, const AttemptOutcome& outcome,
+                                         int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<int64_t> AppendEventLocked(const JobEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<JobRecord>> QueryJobsLocked(std::string_view sql)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <fstream>
 #include <map>
@@ -97,7 +98,8 @@ class FakeCoordinator final : public gcl::v1::WorkerService::Service {
 constexpr char kTrainer[] = R"(#!/bin/sh
 cmd=$1; shift
 while [ $# -gt 0 ]; do
-  case $1 in --spec) spec=$2; shift 2;; --output) out=$2; shift 2;; --metrics) m=$2; shift 2;; *) shift;; esac
+  case $1 in --spec) spec=$2; shift 2;; --output) out=$2; shift 2;; --metrics) m=$2; shift 2;;
+    --threads) threads=$2; shift 2;; *) shift;; esac
 done
 grep -q "kind: pretrain" "$spec" || { echo "gcl-train $cmd: error: bad spec" >&2; exit 2; }
 echo '{"step":1,"time":0.1,"samples":[{"name":"gcl_train_loss","labels":{"term":"total"},"value":0.5}]}' >> "$m"
@@ -105,6 +107,11 @@ mkdir -p "$out/checkpoints"
 dd if=/dev/urandom of="$out/checkpoints/step-00000001.ckpt" bs=1000 count=2500 2>/dev/null
 (cd "$out/checkpoints" && sha256sum step-00000001.ckpt > step-00000001.ckpt.sha256)
 echo "hello from $cmd"
+if [ -n "$GCL_RENDEZVOUS" ]; then echo "rank $GCL_RANK of $GCL_WORLD_SIZE at $GCL_RENDEZVOUS out $out threads $threads"; fi
+if [ "$GCL_JOB_ID" = "j-gang-fail" ]; then
+  if [ "$GCL_RANK" = 1 ]; then echo "gcl-train: rank 1 of 2: collective all_reduce at step 12 failed: peer gone" >&2; exit 1; fi
+  trap 'exit 143' TERM; while :; do sleep 0.05; done
+fi
 if [ "$GCL_JOB_ID" = "j-hang" ]; then trap 'echo TERM ignored' TERM; while :; do sleep 0.05; done; fi
 if [ "$GCL_JOB_ID" = "j-fail" ]; then echo "gcl-train $cmd: error: boom" >&2; exit 1; fi
 exit 0
@@ -146,6 +153,29 @@ class AgentTest : public ::testing::Test {
     a.add_device_ids("cpu:0");
     std::lock_guard<std::mutex> lock(fake_.mu);
     fake_.pending.push_back(a);
+  }
+  // A two-rank assignment on this host (ranks 0 and 1 of a world of 2).
+  void AssignGang(const std::string& job_id) {
+    gcl::v1::Assignment a;
+    a.set_job_id(job_id);
+    a.set_attempt(1);
+    a.mutable_spec()->set_kind(gcl::v1::KIND_PRETRAIN);
+    a.mutable_spec()->mutable_train()->set_steps(10);
+    a.add_device_ids("dev:0");
+    a.add_device_ids("dev:1");
+    a.set_rank(0);
+    a.set_world_size(2);
+    a.set_rendezvous("127.0.0.1:29555");
+    std::lock_guard<std::mutex> lock(fake_.mu);
+    fake_.pending.push_back(a);
+  }
+  std::vector<std::string> LogTexts(const std::string& job_id) {
+    std::lock_guard<std::mutex> lock(fake_.mu);
+    std::vector<std::string> out;
+    for (const auto& r : fake_.reports[job_id]) {
+      if (r.has_log()) out.push_back(r.log().text());
+    }
+    return out;
   }
   gcl::v1::CompleteRequest AwaitComplete(const std::string& job_id) {
     std::unique_lock<std::mutex> lock(fake_.mu);
@@ -237,6 +267,36 @@ TEST_F(AgentTest, CancelKillsATrainerThatIgnoresSigterm) {
   EXPECT_EQ(done.signal(), 9);
   EXPECT_EQ(done.exit_code(), -1);
   EXPECT_EQ(done.reason(), "cancelled: killed");
+}
+
+TEST_F(AgentTest, RunsOneTrainerPerDeviceEachWithItsRankFolderAndThreads) {
+  AssignGang("j-gang-ok");
+  const auto done = AwaitComplete("j-gang-ok");
+  EXPECT_EQ(done.exit_code(), 0) << done.reason();
+  const std::string attempt_dir = (dir_.path() / "work/jobs/j-gang-ok/attempt-1").string();
+  const int threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2);
+  const auto logs = LogTexts("j-gang-ok");
+  auto has = [&](const std::string& text) { return std::find(logs.begin(), logs.end(), text) != logs.end(); };
+  EXPECT_TRUE(has("[rank 0] rank 0 of 2 at 127.0.0.1:29555 out " + attempt_dir + "/out threads " +
+                  std::to_string(threads)));
+  EXPECT_TRUE(has("[rank 1] rank 1 of 2 at 127.0.0.1:29555 out " + attempt_dir + "/out-rank-1 threads " +
+                  std::to_string(threads)));
+  // Only rank 0's folder is uploaded from.
+  std::lock_guard<std::mutex> lock(fake_.mu);
+  EXPECT_EQ(fake_.uploads.size(), 1u);
+}
+
+TEST_F(AgentTest, AFailedRankStopsItsLocalPeersAndIsNamedWithItsLastStderrLine) {
+  AssignGang("j-gang-fail");
+  const auto done = AwaitComplete("j-gang-fail");
+  EXPECT_EQ(done.exit_code(), 1);
+  EXPECT_THAT(done.reason(), HasSubstr("rank 1 of 2 exited with code 1"));
+  EXPECT_THAT(done.reason(), HasSubstr("collective all_reduce at step 12 failed: peer gone"));
+  // Rank 0 (which would hang in its next collective) was killed, not waited for.
+  const auto logs = LogTexts("j-gang-fail");
+  EXPECT_TRUE(std::any_of(logs.begin(), logs.end(), [](const std::string& l) {
+    return l.find("attempt 1 ended") != std::string::npos;
+  }));
 }
 
 }  // namespace

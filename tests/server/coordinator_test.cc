@@ -570,5 +570,200 @@ TEST(GclctlTest, AddressPrecedence) {
   EXPECT_THAT(client::ResolveConfig(src), gcl::testing::StatusIs(absl::StatusCode::kInvalidArgument, "addr"));
 }
 
+// ---- gangs: {nodes: 2, devices_per_node: 1} over two workers
+
+constexpr char kGangSpec[] =
+    "name: t-gang\n"
+    "kind: pretrain\n"
+    "dataset: {format: synthetic, image_size: 32}\n"
+    "model: {base_width: 8, depth: 3}\n"
+    "train: {steps: 10, batch: 16}\n"
+    "resources: {nodes: 2, devices_per_node: 1}\n";
+
+class GangCoordinatorTest : public CoordinatorTest {
+ protected:
+  grpc::Status RegisterAt(const std::string& worker, const std::string& address,
+                          std::vector<std::string> running = {}) {
+    grpc::ClientContext ctx;
+    gcl::v1::RegisterRequest req;
+    req.set_worker_id(worker);
+    req.set_hostname("localhost");
+    req.set_advertise_address(address);
+    req.set_rendezvous_port_min(41000);
+    req.set_rendezvous_port_max(41009);
+    req.add_devices()->set_id("cpu:0");
+    for (auto& r : running) req.add_running_job_ids(r);
+    gcl::v1::RegisterResponse resp;
+    return workers_->Register(&ctx, req, &resp);
+  }
+  std::vector<std::string> Cancels(const gcl::v1::HeartbeatResponse& hb) {
+    return std::vector<std::string>(hb.cancel_job_ids().begin(), hb.cancel_job_ids().end());
+  }
+};
+
+TEST_F(GangCoordinatorTest, MultiRankKindsOtherThanPretrainAreRefusedAtSubmit) {
+  for (const char* extra : {"resources: {devices: 2}\n", "resources: {nodes: 2, devices_per_node: 1}\n"}) {
+    grpc::ClientContext ctx;
+    gcl::v1::SubmitJobRequest req;
+    req.set_spec_yaml(std::string("name: ft\nkind: finetune\ndataset: {format: synthetic}\n"
+                                  "init: {random: true}\nlabeled_volumes: [1]\n") + extra);
+    gcl::v1::SubmitJobResponse resp;
+    grpc::Status s = jobs_->SubmitJob(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("resources.devices"));
+  }
+  GCL_ASSERT_OK_AND_ASSIGN(storage::JobPage page, coordinator_->registry().ListJobs({}));
+  EXPECT_TRUE(page.jobs.empty());
+}
+
+TEST_F(GangCoordinatorTest, GangStartsOnBothWorkersWithOneRendezvousAndSucceedsWithBoth) {
+  ASSERT_TRUE(RegisterAt("w1", "127.0.0.1").ok());
+  gcl::v1::Job job = Submit(kGangSpec);
+  EXPECT_EQ(job.spec().resources().devices(), 2);  // nodes x devices_per_node
+  EXPECT_EQ(job.reason(), "needs 2 workers with 1 device each; 1 registered worker has that many");
+  ASSERT_TRUE(RegisterAt("w2", "127.0.0.2").ok());
+  EXPECT_EQ(MustGet(job.id()).reason(),
+            "placed on workers w1, w2; starting at the first one's next heartbeat");
+
+  // The first member's heartbeat starts the whole gang.
+  gcl::v1::HeartbeatResponse hb2;
+  ASSERT_TRUE(Heartbeat("w2", &hb2).ok());
+  ASSERT_EQ(hb2.assignments_size(), 1);
+  const gcl::v1::Assignment& a2 = hb2.assignments(0);
+  EXPECT_EQ(a2.rank(), 1);
+  EXPECT_EQ(a2.world_size(), 2);
+  EXPECT_EQ(a2.device_ids_size(), 1);
+  EXPECT_THAT(a2.rendezvous(), StartsWith("127.0.0.1:410"));  // w1 holds rank 0
+  gcl::v1::Job running = MustGet(job.id());
+  EXPECT_EQ(running.state(), gcl::v1::JOB_STATE_RUNNING);
+  ASSERT_EQ(running.gang_size(), 2);
+  EXPECT_EQ(running.gang(0).worker_id(), "w1");
+  EXPECT_EQ(running.gang(1).worker_id(), "w2");
+  EXPECT_EQ(running.gang(1).first_rank(), 1);
+  EXPECT_EQ(running.reason(), "attempt 1 on workers w1 (rank 0), w2 (rank 1)");
+
+  gcl::v1::HeartbeatResponse hb1;
+  ASSERT_TRUE(Heartbeat("w1", &hb1).ok());
+  ASSERT_EQ(hb1.assignments_size(), 1);
+  EXPECT_EQ(hb1.assignments(0).rank(), 0);
+  EXPECT_EQ(hb1.assignments(0).attempt(), 1);
+  EXPECT_EQ(hb1.assignments(0).rendezvous(), a2.rendezvous());
+
+  // Rank 1's member ends first: the job waits for rank 0's.
+  ASSERT_TRUE(Complete("w2", job.id(), 1, 0).ok());
+  EXPECT_EQ(MustGet(job.id()).state(), gcl::v1::JOB_STATE_RUNNING);
+  ASSERT_TRUE(Complete("w1", job.id(), 1, 0).ok());
+  EXPECT_EQ(MustGet(job.id()).state(), gcl::v1::JOB_STATE_SUCCEEDED);
+
+  // gclctl get names both.
+  client::ConfigSources src;
+  src.flag_addr = coordinator_->address();
+  std::ostringstream out, err;
+  EXPECT_EQ(client::RunGclctl({"get", job.id()}, src, out, err), 0) << err.str();
+  EXPECT_THAT(out.str(), HasSubstr("workers:   w1 (rank 0), w2 (rank 1)"));
+}
+
+TEST_F(GangCoordinatorTest, AFailedMemberTearsTheGangDownAndTheNextAttemptMovesThePort) {
+  gcl::v1::Job job = Submit(kGangSpec);
+  ASSERT_TRUE(RegisterAt("w1", "127.0.0.1").ok());
+  ASSERT_TRUE(RegisterAt("w2", "127.0.0.1").ok());
+  gcl::v1::HeartbeatResponse hb1, hb2;
+  ASSERT_TRUE(Heartbeat("w1", &hb1).ok());
+  ASSERT_TRUE(Heartbeat("w2", &hb2).ok());
+  ASSERT_EQ(hb1.assignments_size(), 1);
+  ASSERT_EQ(hb2.assignments_size(), 1);
+  const std::string first_rendezvous = hb1.assignments(0).rendezvous();
+
+  // Rank 1 dies: the attempt ends, w1 is told to stop its rank 0.
+  grpc::ClientContext ctx;
+  gcl::v1::CompleteRequest req;
+  req.set_worker_id("w2");
+  req.set_job_id(job.id());
+  req.set_attempt(1);
+  req.set_exit_code(1);
+  req.set_reason("rank 1 of 2 exited with code 1: gcl-train: rank 1 of 2: collective all_reduce at step 12 failed");
+  gcl::v1::CompleteResponse resp;
+  ASSERT_TRUE(workers_->Complete(&ctx, req, &resp).ok());
+  EXPECT_EQ(MustGet(job.id()).state(), gcl::v1::JOB_STATE_QUEUED);
+  GCL_ASSERT_OK_AND_ASSIGN(auto attempts, coordinator_->registry().ListAttempts(job.id()));
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].state, storage::AttemptState::kFailed);
+  EXPECT_THAT(attempts[0].reason, HasSubstr("on worker w2: exit code 1: rank 1 of 2"));
+  gcl::v1::HeartbeatResponse stop;
+  ASSERT_TRUE(Heartbeat("w1", &stop, {job.id()}).ok());
+  EXPECT_THAT(Cancels(stop), ::testing::ElementsAre(job.id()));
+  EXPECT_EQ(stop.assignments_size(), 0);  // w1's device is held until its rank 0 is gone
+  // w1 confirms (stale for the job, but it frees the device).
+  EXPECT_EQ(Complete("w1", job.id(), 1, -1, 15).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+
+  // The next pass (debounced) places the gang again.
+  gcl::v1::HeartbeatResponse again1, again2;
+  for (int i = 0; i < 100 && again1.assignments_size() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    again1.Clear();
+    ASSERT_TRUE(Heartbeat("w1", &again1).ok());
+  }
+  ASSERT_TRUE(Heartbeat("w2", &again2).ok());
+  ASSERT_EQ(again1.assignments_size(), 1);
+  ASSERT_EQ(again2.assignments_size(), 1);
+  EXPECT_EQ(again2.assignments(0).attempt(), 2);
+  const gcl::v1::Assignment& second = again1.assignments(0);
+  EXPECT_EQ(second.attempt(), 2);
+  EXPECT_NE(second.rendezvous(), first_rendezvous);
+  EXPECT_EQ(MustGet(job.id()).state(), gcl::v1::JOB_STATE_RUNNING);
+}
+
+TEST_F(GangCoordinatorTest, ARestartedMemberWithoutItsRankRequeuesTheGang) {
+  gcl::v1::Job job = Submit(kGangSpec);
+  ASSERT_TRUE(RegisterAt("w1", "127.0.0.1").ok());
+  ASSERT_TRUE(RegisterAt("w2", "127.0.0.1").ok());
+  gcl::v1::HeartbeatResponse hb1, hb2;
+  ASSERT_TRUE(Heartbeat("w1", &hb1).ok());
+  ASSERT_TRUE(Heartbeat("w2", &hb2).ok());
+  ASSERT_EQ(hb2.assignments_size(), 1);
+  ASSERT_TRUE(RegisterAt("w2", "127.0.0.1", /*running=*/{}).ok());  // agent restarted
+  EXPECT_EQ(MustGet(job.id()).state(), gcl::v1::JOB_STATE_QUEUED);
+  GCL_ASSERT_OK_AND_ASSIGN(auto attempts, coordinator_->registry().ListAttempts(job.id()));
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].state, storage::AttemptState::kLost);
+  EXPECT_THAT(attempts[0].reason, HasSubstr("worker w2 restarted without it"));
+  gcl::v1::HeartbeatResponse stop;
+  ASSERT_TRUE(Heartbeat("w1", &stop, {job.id()}).ok());
+  EXPECT_THAT(Cancels(stop), ::testing::ElementsAre(job.id()));
+  // Once w1 no longer reports it, its draining member is released and the gang starts again.
+  gcl::v1::HeartbeatResponse after;
+  for (int i = 0; i < 100 && after.assignments_size() == 0; ++i) {
+    after.Clear();
+    ASSERT_TRUE(Heartbeat("w1", &after).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(after.assignments_size(), 1);
+  EXPECT_EQ(after.assignments(0).attempt(), 2);
+  EXPECT_EQ(MustGet(job.id()).attempt(), 2);
+}
+
+TEST_F(GangCoordinatorTest, ARestartedCoordinatorKeepsTheGangRunning) {
+  gcl::v1::Job job = Submit(kGangSpec);
+  ASSERT_TRUE(RegisterAt("w1", "127.0.0.1").ok());
+  ASSERT_TRUE(RegisterAt("w2", "127.0.0.1").ok());
+  gcl::v1::HeartbeatResponse hb1, hb2;
+  ASSERT_TRUE(Heartbeat("w1", &hb1).ok());
+  ASSERT_TRUE(Heartbeat("w2", &hb2).ok());
+  ASSERT_EQ(hb1.assignments_size() + hb2.assignments_size(), 2);
+  StartCoordinator(60000);  // same SQLite file
+  gcl::v1::HeartbeatResponse r1, r2;
+  ASSERT_TRUE(Heartbeat("w1", &r1, {job.id()}).ok());
+  ASSERT_TRUE(Heartbeat("w2", &r2, {job.id()}).ok());
+  EXPECT_EQ(r1.cancel_job_ids_size() + r2.cancel_job_ids_size(), 0);
+  EXPECT_EQ(r1.assignments_size() + r2.assignments_size(), 0);
+  gcl::v1::Job running = MustGet(job.id());
+  EXPECT_EQ(running.state(), gcl::v1::JOB_STATE_RUNNING);
+  ASSERT_EQ(running.gang_size(), 2);
+  ASSERT_TRUE(Complete("w1", job.id(), 1, 0).ok());
+  ASSERT_TRUE(Complete("w2", job.id(), 1, 0).ok());
+  EXPECT_EQ(MustGet(job.id()).state(), gcl::v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(MustGet(job.id()).attempt(), 1);
+}
+
 }  // namespace
 }  // namespace gcl::server

@@ -102,5 +102,73 @@ TEST(SchedulerTest, DeterministicRegardlessOfInputOrder) {
   EXPECT_THAT(PlacedIds(a), ElementsAre("z@w1", "x@w2"));
 }
 
+// ---- multi-node gangs: {nodes: K, devices_per_node: D}, devices = K x D
+
+TEST(SchedulerTest, MultiNodeGangTakesKDistinctWorkersInBestFitOrder) {
+  // 2 nodes x 2 devices: the two tightest fits with >= 2 free (c, then b);
+  // a stays whole for the 4-device single-worker job behind it.
+  SchedulePlan plan = Schedule({{"gang", 0, 1, 4, 2}, {"wide", 0, 2, 4}},
+                               {{"a", 4, 4}, {"b", 3, 3}, {"c", 2, 2}, {"d", 1, 1}});
+  ASSERT_EQ(plan.placements.size(), 2u);
+  EXPECT_EQ(plan.placements[0].job_id, "gang");
+  EXPECT_EQ(plan.placements[0].devices, 2);
+  EXPECT_THAT(plan.placements[0].workers, ElementsAre("c", "b"));
+  EXPECT_EQ(plan.placements[0].worker_id, "c");  // node 0, rank 0
+  EXPECT_EQ(plan.placements[1].job_id, "wide");
+  EXPECT_THAT(plan.placements[1].workers, ElementsAre("a"));
+  EXPECT_THAT(plan.waiting, IsEmpty());
+}
+
+TEST(SchedulerTest, GangIsAllOrNoneAndHoldsNothingWhileItWaits) {
+  // Only a has a free device: the gang waits and the 1-device job behind it
+  // gets a (no partial hold for the gang).
+  SchedulePlan plan = Schedule({{"gang", 0, 1, 2, 2}, {"small", 0, 2, 1}}, {{"a", 1, 1}, {"b", 1, 0}});
+  EXPECT_THAT(PlacedIds(plan), ElementsAre("small@a"));
+  ASSERT_EQ(plan.waiting.size(), 1u);
+  EXPECT_EQ(plan.waiting[0].job_id, "gang");
+  EXPECT_FALSE(plan.waiting[0].unsatisfiable);
+  EXPECT_EQ(plan.waiting[0].reason, "needs 2 workers with 1 free device each; 1 has");
+}
+
+TEST(SchedulerTest, GangNeverUsesOneWorkerTwice) {
+  // One 2-device worker cannot host both nodes of a 2 x 1 gang.
+  SchedulePlan plan = Schedule({{"gang", 0, 1, 2, 2}}, {{"big", 2, 2}});
+  EXPECT_THAT(plan.placements, IsEmpty());
+  ASSERT_EQ(plan.waiting.size(), 1u);
+  EXPECT_TRUE(plan.waiting[0].unsatisfiable);
+  EXPECT_EQ(plan.waiting[0].reason, "needs 2 workers with 1 device each; 1 registered worker has that many");
+}
+
+TEST(SchedulerTest, GangTooWideForTheWorkersIsUnsatisfiable) {
+  SchedulePlan plan = Schedule({{"gang", 0, 1, 6, 3}}, {{"a", 2, 2}, {"b", 2, 2}, {"c", 1, 1}});
+  ASSERT_EQ(plan.waiting.size(), 1u);
+  EXPECT_TRUE(plan.waiting[0].unsatisfiable);
+  EXPECT_EQ(plan.waiting[0].reason, "needs 3 workers with 2 devices each; 2 registered workers have that many");
+  EXPECT_EQ(GangWaitReason(3, 2, {{"a", 2, 2}, {"b", 2, 2}, {"c", 1, 1}}), plan.waiting[0].reason);
+}
+
+TEST(SchedulerTest, GangFollowsPriorityAndFifo) {
+  // Two gangs compete for the same two workers: the higher priority one runs.
+  SchedulePlan plan = Schedule({{"low", 0, 1, 2, 2}, {"high", 5, 2, 2, 2}}, {{"a", 1, 1}, {"b", 1, 1}});
+  ASSERT_EQ(plan.placements.size(), 1u);
+  EXPECT_EQ(plan.placements[0].job_id, "high");
+  EXPECT_THAT(plan.placements[0].workers, ElementsAre("a", "b"));
+  ASSERT_EQ(plan.waiting.size(), 1u);
+  EXPECT_EQ(plan.waiting[0].reason, "needs 2 workers with 1 free device each; 0 have");
+}
+
+TEST(SchedulerTest, DevicesWithoutNodesStayOnOneWorker) {
+  SchedulePlan plan = Schedule({{"two", 0, 1, 2}}, {{"a", 1, 1}, {"b", 2, 2}});
+  EXPECT_THAT(PlacedIds(plan), ElementsAre("two@b"));
+  EXPECT_THAT(plan.placements[0].workers, ElementsAre("b"));
+}
+
+TEST(SchedulerTest, GangWaitsForAWorkerWhenNoneIsRegistered) {
+  SchedulePlan plan = Schedule({{"gang", 0, 1, 2, 2}}, {});
+  ASSERT_EQ(plan.waiting.size(), 1u);
+  EXPECT_FALSE(plan.waiting[0].unsatisfiable);
+  EXPECT_EQ(plan.waiting[0].reason, "waiting for a worker (none registered)");
+}
+
 }  // namespace
 }  // namespace gcl::server

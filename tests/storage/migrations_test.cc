@@ -39,7 +39,7 @@ TEST(MigrationsTest, EmptyToHeadSetsUserVersionAndTables) {
   GCL_ASSERT_OK_AND_ASSIGN(int v, SchemaVersion(*db));
   EXPECT_EQ(v, HeadVersion());
   for (const char* t : {"jobs", "job_events", "workers", "attempts", "checkpoints", "results",
-                        "metrics_summaries"}) {
+                        "metrics_summaries", "attempt_members"}) {
     EXPECT_TRUE(TableExists(*db, t)) << t;
   }
   // STRICT: a text in an INTEGER column is rejected.
@@ -147,6 +147,35 @@ TEST(MigrationsTest, V2FileWithJobsGetsTheV3StateIndex) {
   }
   EXPECT_THAT(details, ::testing::HasSubstr("jobs_by_state_created"));
   EXPECT_THAT(details, ::testing::Not(::testing::HasSubstr("TEMP B-TREE")));
+}
+
+TEST(MigrationsTest, V4RunningAttemptBecomesASingleMemberOfV5) {
+  gcl::testing::TempDir dir;
+  const std::string path = (dir.path() / "r.db").string();
+  {
+    GCL_ASSERT_OK_AND_ASSIGN(auto db, Db::Open(path));
+    ASSERT_THAT(Migrate(*db, 4), IsOk());
+    EXPECT_FALSE(TableExists(*db, "attempt_members"));
+    ASSERT_THAT(db->Exec("INSERT INTO jobs(id,name,kind,spec_blob,state,reason,attempt,devices,"
+                         "submit_seq,created_ms,updated_ms,queued_ms) VALUES('j-000000000001',"
+                         "'v4job','pretrain',x'01','RUNNING','attempt 1 on worker w1',1,2,1,10,10,10)"),
+                IsOk());
+    ASSERT_THAT(db->Exec("INSERT INTO attempts(job_id,attempt,worker_id,state,started_ms) "
+                         "VALUES('j-000000000001',1,'w1','RUNNING',10)"),
+                IsOk());
+  }
+  GCL_ASSERT_OK_AND_ASSIGN(auto reg, Registry::Open(path));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord job, reg->GetJob("j-000000000001"));
+  EXPECT_EQ(job.nodes, 1);
+  GCL_ASSERT_OK_AND_ASSIGN(auto in_use, reg->DevicesInUse());
+  ASSERT_EQ(in_use.size(), 1u);
+  EXPECT_EQ(in_use[0], std::make_pair(std::string("w1"), int64_t{2}));
+  GCL_ASSERT_OK_AND_ASSIGN(auto open, reg->OpenAttemptsOn("w1"));
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_TRUE(open[0].current);
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord done,
+                           reg->FinishMember(job.id, 1, "w1", {AttemptState::kSucceeded, 0, "ok"}));
+  EXPECT_EQ(done.state, JobState::kSucceeded);
 }
 
 TEST(MigrationsTest, NewerDatabaseIsRefused) {

@@ -774,5 +774,198 @@ TEST_F(RegistryTest, LastEventOfAKindAndMetricSummariesInOneTransaction) {
   EXPECT_EQ(rows[1].labels_json, "{}");
 }
 
+// ---- gangs: one attempt, one member per worker
+
+class GangRegistryTest : public RegistryTest {
+ protected:
+  // A pre-training job over `nodes` workers with `per_node` devices each.
+  JobRecord Gang(const std::string& name, int64_t nodes, int64_t per_node, int32_t max_attempts = 3) {
+    NewJob j = Job(name, 0, max_attempts);
+    j.nodes = nodes;
+    j.devices = nodes * per_node;
+    auto rec = reg_->CreateJob(j);
+    EXPECT_TRUE(rec.ok()) << rec.status();
+    return rec.ok() ? *rec : JobRecord();
+  }
+  std::map<std::string, int64_t> InUse() {
+    auto in_use = reg_->DevicesInUse();
+    EXPECT_TRUE(in_use.ok());
+    return std::map<std::string, int64_t>(in_use->begin(), in_use->end());
+  }
+};
+
+TEST_F(GangRegistryTest, AGangAttemptRecordsEveryMemberWithItsDevices) {
+  JobRecord g = Gang("g", 2, 2);
+  EXPECT_EQ(g.nodes, 2);
+  EXPECT_THAT(reg_->StartAttempt(g.id, "w1"), StatusIs(absl::StatusCode::kInvalidArgument, "spans 2"));
+  EXPECT_THAT(reg_->StartGangAttempt(g.id, {"w1", "w1"}, "h:1"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "twice"));
+  // w2 already runs a 1-device job on dev:0: the gang's member there gets dev:1, dev:2.
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord one, reg_->CreateJob(Job("one")));
+  ASSERT_THAT(reg_->StartAttempt(one.id, "w2"), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(GangAttempt started, reg_->StartGangAttempt(g.id, {"w1", "w2"}, "10.0.0.1:29517"));
+  EXPECT_EQ(started.attempt, 1);
+  ASSERT_EQ(started.members.size(), 2u);
+  EXPECT_EQ(started.members[0].worker_id, "w1");
+  EXPECT_THAT(started.members[0].device_ids, ElementsAre("dev:0", "dev:1"));
+  EXPECT_EQ(started.members[1].node_index, 1);
+  EXPECT_THAT(started.members[1].device_ids, ElementsAre("dev:1", "dev:2"));
+
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord running, reg_->GetJob(g.id));
+  EXPECT_EQ(running.state, JobState::kRunning);
+  EXPECT_EQ(running.worker_id, "w1");
+  EXPECT_EQ(running.reason, "attempt 1 on workers w1 (rank 0), w2 (rank 2)");
+  EXPECT_EQ(InUse(), (std::map<std::string, int64_t>{{"w1", 2}, {"w2", 3}}));
+  GCL_ASSERT_OK_AND_ASSIGN(auto open, reg_->OpenAttemptsOn("w2"));
+  ASSERT_EQ(open.size(), 2u);  // by submission: the gang first
+  EXPECT_EQ(open[0].job_id, g.id);
+  EXPECT_TRUE(open[0].current);
+  EXPECT_EQ(open[0].node_index, 1);
+  EXPECT_EQ(open[0].devices, 2);
+  EXPECT_EQ(open[0].rendezvous, "10.0.0.1:29517");
+  EXPECT_EQ(open[1].job_id, one.id);
+  GCL_ASSERT_OK_AND_ASSIGN(GangAttempt again, reg_->GetGang(g.id, 1));
+  EXPECT_EQ(again.rendezvous, "10.0.0.1:29517");
+  ASSERT_EQ(again.members.size(), 2u);
+  EXPECT_THAT(again.members[1].device_ids, ElementsAre("dev:1", "dev:2"));
+  EXPECT_THAT(reg_->GetGang(g.id, 2), StatusIs(absl::StatusCode::kNotFound, "attempt"));
+  // Nodes must divide the devices.
+  NewJob odd = Job("odd");
+  odd.nodes = 2;
+  odd.devices = 3;
+  EXPECT_THAT(reg_->CreateJob(odd), StatusIs(absl::StatusCode::kInvalidArgument, "nodes"));
+}
+
+TEST_F(GangRegistryTest, AGangSucceedsOnlyWhenEveryMemberSucceeded) {
+  JobRecord g = Gang("g", 2, 1);
+  ASSERT_THAT(reg_->StartGangAttempt(g.id, {"w1", "w2"}, "h:29500"), IsOk());
+  const AttemptOutcome ok{AttemptState::kSucceeded, 0, "exited with code 0"};
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord half, reg_->FinishMember(g.id, 1, "w2", ok));
+  EXPECT_EQ(half.state, JobState::kRunning);
+  EXPECT_EQ(InUse(), (std::map<std::string, int64_t>{{"w1", 1}}));
+  // The same member cannot report twice; a stranger is no member.
+  EXPECT_THAT(reg_->FinishMember(g.id, 1, "w2", ok), StatusIs(absl::StatusCode::kFailedPrecondition, "no member"));
+  EXPECT_THAT(reg_->FinishMember(g.id, 1, "w9", ok), StatusIs(absl::StatusCode::kFailedPrecondition, "no member"));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord done, reg_->FinishMember(g.id, 1, "w1", ok));
+  EXPECT_EQ(done.state, JobState::kSucceeded);
+  EXPECT_TRUE(InUse().empty());
+  GCL_ASSERT_OK_AND_ASSIGN(auto attempts, reg_->ListAttempts(g.id));
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].state, AttemptState::kSucceeded);
+}
+
+TEST_F(GangRegistryTest, OneFailedMemberEndsTheAttemptAndTheOthersDrain) {
+  JobRecord g = Gang("g", 2, 1);
+  ASSERT_THAT(reg_->StartGangAttempt(g.id, {"w1", "w2"}, "h:29500"), IsOk());
+  const AttemptOutcome fail{AttemptState::kFailed, 1, "rank 1 of 2 exited with code 1: boom"};
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord requeued, reg_->FinishMember(g.id, 1, "w2", fail));
+  EXPECT_EQ(requeued.state, JobState::kQueued);
+  EXPECT_EQ(requeued.failures, 1);
+  EXPECT_THAT(requeued.reason, HasSubstr("attempt 1 failed: on worker w2: rank 1 of 2"));
+  // w1's ranks still run until its agent confirms: its device stays held.
+  EXPECT_EQ(InUse(), (std::map<std::string, int64_t>{{"w1", 1}}));
+  GCL_ASSERT_OK_AND_ASSIGN(auto open, reg_->OpenAttemptsOn("w1"));
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_FALSE(open[0].current);
+  EXPECT_EQ(open[0].state, JobState::kQueued);
+  // Its late report is stale for the job but frees the device.
+  const AttemptOutcome killed{AttemptState::kFailed, -1, "killed by signal 15"};
+  EXPECT_THAT(reg_->FinishMember(g.id, 1, "w1", killed), StatusIs(absl::StatusCode::kFailedPrecondition, "stale"));
+  ASSERT_THAT(reg_->CloseMember(g.id, 1, "w1", killed), IsOk());
+  ASSERT_THAT(reg_->CloseMember(g.id, 1, "w1", killed), IsOk());  // idempotent
+  EXPECT_TRUE(InUse().empty());
+  // The next attempt places the whole gang again.
+  GCL_ASSERT_OK_AND_ASSIGN(GangAttempt second, reg_->StartGangAttempt(g.id, {"w2", "w1"}, "h:29501"));
+  EXPECT_EQ(second.attempt, 2);
+  EXPECT_EQ(reg_->GetJob(g.id)->worker_id, "w2");
+}
+
+TEST_F(GangRegistryTest, ALostMemberRequeuesTheGangAndChargesOneAttempt) {
+  JobRecord g = Gang("g", 2, 1, /*max_attempts=*/2);
+  ASSERT_THAT(reg_->StartGangAttempt(g.id, {"w1", "w2"}, "h:29500"), IsOk());
+  WorkerRecord w;
+  w.id = "w2";
+  ASSERT_THAT(reg_->UpsertWorker(w), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(auto requeued, reg_->MarkWorkerLost("w2", "worker w2 stopped sending heartbeats"));
+  EXPECT_THAT(requeued, ElementsAre(g.id));
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord after, reg_->GetJob(g.id));
+  EXPECT_EQ(after.state, JobState::kQueued);
+  EXPECT_EQ(after.failures, 1);
+  EXPECT_THAT(after.reason, HasSubstr("attempt 1 lost: worker w2 stopped sending heartbeats (1/2 failures)"));
+  GCL_ASSERT_OK_AND_ASSIGN(GangAttempt first, reg_->GetGang(g.id, 1));
+  EXPECT_EQ(first.members[0].state, AttemptState::kRunning);  // w1 drains
+  EXPECT_EQ(first.members[1].state, AttemptState::kLost);
+  EXPECT_EQ(InUse(), (std::map<std::string, int64_t>{{"w1", 1}}));
+  // w1 loses its lease too: the draining member is closed, nothing requeued twice.
+  w.id = "w1";
+  ASSERT_THAT(reg_->UpsertWorker(w), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(auto none, reg_->MarkWorkerLost("w1", ""));
+  EXPECT_TRUE(none.empty());
+  EXPECT_TRUE(InUse().empty());
+  EXPECT_EQ(reg_->GetJob(g.id)->failures, 1);
+}
+
+TEST_F(GangRegistryTest, AWorkerThatRestartsWithoutItsRanksEndsTheGang) {
+  JobRecord g = Gang("g", 2, 1);
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord single, reg_->CreateJob(Job("single")));
+  ASSERT_THAT(reg_->StartGangAttempt(g.id, {"w1", "w2"}, "h:29500"), IsOk());
+  ASSERT_THAT(reg_->StartAttempt(single.id, "w2"), IsOk());
+  // w2 comes back running neither: the gang cannot go on, the single-worker
+  // job is sent again (left RUNNING).
+  GCL_ASSERT_OK_AND_ASSIGN(auto requeued, reg_->ReconcileWorker("w2", {}));
+  EXPECT_THAT(requeued, ElementsAre(g.id));
+  EXPECT_EQ(reg_->GetJob(g.id)->state, JobState::kQueued);
+  EXPECT_THAT(reg_->GetJob(g.id)->reason, HasSubstr("worker w2 restarted without it"));
+  EXPECT_EQ(reg_->GetJob(single.id)->state, JobState::kRunning);
+  EXPECT_EQ(InUse(), (std::map<std::string, int64_t>{{"w1", 1}, {"w2", 1}}));
+  // w1 still reports the gang: its draining member stays until it confirms.
+  GCL_ASSERT_OK_AND_ASSIGN(auto nothing, reg_->ReconcileWorker("w1", {g.id}));
+  EXPECT_TRUE(nothing.empty());
+  EXPECT_EQ(InUse().at("w1"), 1);
+  GCL_ASSERT_OK_AND_ASSIGN(nothing, reg_->ReconcileWorker("w1", {}));
+  EXPECT_TRUE(nothing.empty());
+  EXPECT_EQ(InUse().count("w1"), 0u);
+}
+
+TEST_F(GangRegistryTest, CancellingAGangEndsCancelledAtTheFirstMemberReport) {
+  JobRecord g = Gang("g", 2, 1);
+  ASSERT_THAT(reg_->StartGangAttempt(g.id, {"w1", "w2"}, "h:29500"), IsOk());
+  ASSERT_THAT(reg_->Transition(g.id, JobState::kCancelling, "user", 1), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(auto open, reg_->OpenAttemptsOn("w2"));
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_TRUE(open[0].current);
+  EXPECT_EQ(open[0].state, JobState::kCancelling);
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord done,
+                           reg_->FinishMember(g.id, 1, "w1", {AttemptState::kFailed, -1, "cancelled: killed"}));
+  EXPECT_EQ(done.state, JobState::kCancelled);
+}
+
+TEST_F(GangRegistryTest, RunningAttemptsListAGangUnderEachOfItsWorkers) {
+  JobRecord g = Gang("g", 2, 1);
+  ASSERT_THAT(reg_->StartGangAttempt(g.id, {"w2", "w1"}, "h:29500"), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(auto running, reg_->ListRunningAttempts());
+  ASSERT_EQ(running.size(), 2u);
+  EXPECT_EQ(running[0].worker_id, "w1");
+  EXPECT_EQ(running[1].worker_id, "w2");
+  EXPECT_EQ(running[0].job_id, g.id);
+  ASSERT_THAT(reg_->FinishMember(g.id, 1, "w1", {AttemptState::kSucceeded, 0, "ok"}), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(running, reg_->ListRunningAttempts());
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_EQ(running[0].worker_id, "w2");
+}
+
+TEST_F(GangRegistryTest, WorkersKeepTheirRendezvousPortRange) {
+  WorkerRecord w;
+  w.id = "w1";
+  w.rendezvous_port_min = 40000;
+  w.rendezvous_port_max = 40009;
+  ASSERT_THAT(reg_->UpsertWorker(w), IsOk());
+  GCL_ASSERT_OK_AND_ASSIGN(WorkerRecord got, reg_->GetWorker("w1"));
+  EXPECT_EQ(got.rendezvous_port_min, 40000);
+  EXPECT_EQ(got.rendezvous_port_max, 40009);
+  w.rendezvous_port_min = 50000;
+  EXPECT_THAT(reg_->UpsertWorker(w), StatusIs(absl::StatusCode::kInvalidArgument, "port range"));
+}
+
 }  // namespace
 }  // namespace gcl::storage

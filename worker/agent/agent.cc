@@ -66,6 +66,21 @@ int64_t CheckpointStep(const std::string& name) {
   return step;
 }
 
+// "dev:3" / "cuda:3" -> "3": the index after the last ':'.
+std::string DeviceIndex(const std::string& id) {
+  const size_t colon = id.rfind(':');
+  return colon == std::string::npos ? id : id.substr(colon + 1);
+}
+
+// GPU ranks are pinned to one device each; CPU ranks split the threads.
+bool UsesCuda(const Assignment& asg) {
+  if (asg.spec().resources().device_type() == gcl::v1::DEVICE_TYPE_CUDA) return true;
+  for (const std::string& id : asg.device_ids()) {
+    if (id.rfind("cuda:", 0) == 0) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 struct Agent::Attempt {
@@ -73,19 +88,29 @@ struct Agent::Attempt {
   std::thread thread;
   std::atomic<bool> finished{false};
   std::mutex mu;
-  std::unique_ptr<ProcessSupervisor> process;  // guarded by mu
+  // One per local rank, in rank order. Guarded by mu.
+  std::vector<std::unique_ptr<ProcessSupervisor>> processes;
   bool cancelled = false;                      // guarded by mu
   std::vector<gcl::v1::LogLine> logs;          // guarded by mu: queued for ReportProgress
   absl::Time last_activity = absl::Now();      // guarded by mu
 };
 
-std::vector<gcl::v1::Device> Agent::LocalDevices() {
-  gcl::v1::Device cpu;
-  cpu.set_id("cpu:0");
-  cpu.set_type(gcl::v1::DEVICE_TYPE_CPU);
+std::vector<gcl::v1::Device> Agent::LocalDevices() { return LocalDevices(1); }
+
+std::vector<gcl::v1::Device> Agent::LocalDevices(int cpu_devices) {
+  cpu_devices = std::max(1, cpu_devices);
   const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
-  if (pages > 0 && page > 0) cpu.set_memory_bytes(static_cast<int64_t>(pages) * page);
-  return {cpu};
+  std::vector<gcl::v1::Device> out;
+  for (int i = 0; i < cpu_devices; ++i) {
+    gcl::v1::Device cpu;
+    cpu.set_id(absl::StrCat("cpu:", i));
+    cpu.set_type(gcl::v1::DEVICE_TYPE_CPU);
+    if (pages > 0 && page > 0) {
+      cpu.set_memory_bytes(static_cast<int64_t>(pages) * page / cpu_devices);
+    }
+    out.push_back(std::move(cpu));
+  }
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
@@ -121,6 +146,15 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
   options.work_dir = fs::absolute(options.work_dir).lexically_normal().string();
   if (options.worker_id.empty()) options.worker_id = HostName();
   if (options.chunk_bytes <= 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
+  if (options.rendezvous_port_min < 1 || options.rendezvous_port_max > 65535 ||
+      options.rendezvous_port_min > options.rendezvous_port_max) {
+    return absl::InvalidArgumentError(absl::StrCat("rendezvous ports ", options.rendezvous_port_min,
+                                                   "-", options.rendezvous_port_max,
+                                                   ": not a port range"));
+  }
+  if (options.threads < 0 || options.cpu_devices < 1) {
+    return absl::InvalidArgumentError("threads must be >= 0 and cpu devices >= 1");
+  }
   std::unique_ptr<MetricsExporter> metrics;
   if (!options.metrics_listen.empty()) {
     GCL_ASSIGN_OR_RETURN(metrics, MetricsExporter::Create({options.metrics_listen,
@@ -165,7 +199,7 @@ void Agent::Shutdown() {
   for (Attempt* a : running) {
     std::lock_guard<std::mutex> lock(a->mu);
     a->cancelled = true;
-    if (a->process) a->process->Kill(options_.kill_grace, "agent shutting down: killed");
+    for (auto& p : a->processes) p->Kill(options_.kill_grace, "agent shutting down: killed");
   }
 }
 
@@ -182,7 +216,11 @@ absl::Status Agent::Register() {
   gcl::v1::RegisterRequest req;
   req.set_worker_id(options_.worker_id);
   req.set_hostname(HostName());
-  for (const auto& d : LocalDevices()) *req.add_devices() = d;
+  req.set_advertise_address(options_.advertise_address.empty() ? HostName()
+                                                               : options_.advertise_address);
+  req.set_rendezvous_port_min(options_.rendezvous_port_min);
+  req.set_rendezvous_port_max(options_.rendezvous_port_max);
+  for (const auto& d : LocalDevices(options_.cpu_devices)) *req.add_devices() = d;
   (*req.mutable_labels())["cpu_cores"] = absl::StrCat(std::thread::hardware_concurrency());
   for (const auto& id : RunningJobIds()) req.add_running_job_ids(id);
   req.set_metrics_address(metrics_address());
@@ -256,7 +294,7 @@ void Agent::HandleHeartbeat(const gcl::v1::HeartbeatResponse& response) {
     Attempt* a = it->second.get();
     std::lock_guard<std::mutex> alock(a->mu);
     a->cancelled = true;
-    if (a->process) a->process->Kill(options_.kill_grace, "cancelled: killed");
+    for (auto& p : a->processes) p->Kill(options_.kill_grace, "cancelled: killed");
   }
 }
 
@@ -268,7 +306,20 @@ void Agent::StartAttempt(const Assignment& assignment) {
   if (it != attempts_.end()) {
     if (it->second->assignment.attempt() == assignment.attempt()) return;  // already running
     // The old attempt is still ending: the coordinator sends this one again.
-    if (!it->second->finished) return;
+    if (!it->second->finished) {
+      // Only the current attempt is ever assigned: the old one is stale (e.g.
+      // the survivor of a gang whose attempt ended) and must not hold the devices.
+      Attempt* old = it->second.get();
+      if (old->assignment.attempt() < assignment.attempt()) {
+        std::lock_guard<std::mutex> alock(old->mu);
+        old->cancelled = true;
+        for (auto& p : old->processes) {
+          p->Kill(options_.kill_grace,
+                  absl::StrCat("superseded by attempt ", assignment.attempt(), ": killed"));
+        }
+      }
+      return;
+    }
     it->second->thread.join();
     attempts_.erase(it);
   }
@@ -357,14 +408,19 @@ void Agent::RunAttempt(Attempt* attempt) {
   const std::string metrics_path = (dir / "metrics.jsonl").string();
   ExitInfo exit;
   exit.exit_code = -1;
-  std::unique_ptr<ProcessSupervisor> process;
+  const int local_ranks = std::max(1, asg.device_ids_size());
+  const int world_size = std::max(1, asg.world_size());
+  const bool gpu = UsesCuda(asg);
+  // Declared before the processes whose reader threads write it.
+  std::vector<std::string> last_stderr(static_cast<size_t>(local_ranks));  // guarded by attempt->mu
+  std::vector<std::unique_ptr<ProcessSupervisor>> processes;
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   const char* command = KindCommand(asg.spec().kind());
   gcl::v1::JobSpec spec = asg.spec();
   std::set<std::string> uploaded;  // checkpoint files the coordinator already has
   auto setup = [this](grpc::ClientContext* ctx) { SetupContext(ctx, false); };
-  if (!ec && command != nullptr && !asg.resume_checkpoint_id().empty()) {
+  if (!ec && command != nullptr && !asg.resume_checkpoint_id().empty() && asg.rank() == 0) {
     // Into the folder gcl-train resumes from; a failed fetch costs progress, not correctness.
     absl::StatusOr<std::string> path = FetchCheckpoint(*stub_, setup, asg.resume_checkpoint_id(),
                                                        (out_dir / "checkpoints").string());
@@ -397,26 +453,50 @@ void Agent::RunAttempt(Attempt* attempt) {
   } else {
     const std::string spec_path = (dir / "spec.yaml").string();
     std::ofstream(spec_path, std::ios::trunc) << JobSpecToYaml(spec);
-    if (asg.world_size() > 1) {
-      log("agent", absl::StrCat("multi-rank jobs are not supported by this agent yet: running "
-                                "rank ", asg.rank(), " of ", asg.world_size(), " only"));
+    for (int i = 0; i < local_ranks && exit.reason.empty(); ++i) {
+      const int rank = asg.rank() + i;
+      // Only global rank 0 writes into out/ and metrics.jsonl (the trainer
+      // contract); the others get folders of their own all the same.
+      const fs::path rank_out = rank == 0 ? out_dir : dir / absl::StrCat("out-rank-", rank);
+      const std::string rank_metrics =
+          rank == 0 ? metrics_path : (dir / absl::StrCat("metrics-rank-", rank, ".jsonl")).string();
+      fs::create_directories(rank_out, ec);
+      LaunchOptions lo;
+      lo.argv = {options_.trainer_path, command, "--spec", spec_path, "--output", rank_out.string(),
+                 "--metrics", rank_metrics, "--quiet"};
+      if (!gpu && (local_ranks > 1 || options_.threads > 0)) {
+        const int threads = options_.threads > 0
+                                ? options_.threads
+                                : static_cast<int>(std::thread::hardware_concurrency());
+        lo.argv.push_back("--threads");
+        lo.argv.push_back(absl::StrCat(std::max(1, threads / local_ranks)));
+      }
+      lo.env = {absl::StrCat("GCL_JOB_ID=", job_id), absl::StrCat("GCL_ATTEMPT=", n),
+                absl::StrCat("GCL_RANK=", rank), absl::StrCat("GCL_LOCAL_RANK=", i),
+                absl::StrCat("GCL_WORLD_SIZE=", world_size),
+                absl::StrCat("GCL_RENDEZVOUS=", asg.rendezvous())};
+      if (gpu) {
+        lo.env.push_back(absl::StrCat("CUDA_VISIBLE_DEVICES=", DeviceIndex(asg.device_ids(i))));
+      }
+      lo.working_dir = dir.string();
+      const std::string prefix = world_size > 1 ? absl::StrCat("[rank ", rank, "] ") : "";
+      lo.on_stdout = [log, prefix](std::string_view l) { log("stdout", prefix + std::string(l)); };
+      lo.on_stderr = [log, prefix, attempt, &last_stderr, i](std::string_view l) {
+        {
+          std::lock_guard<std::mutex> lock(attempt->mu);
+          last_stderr[i] = std::string(l);
+        }
+        log("stderr", prefix + std::string(l));
+      };
+      auto launched = ProcessSupervisor::Launch(std::move(lo));
+      if (!launched.ok()) {
+        exit.reason = absl::StrCat("agent: ", world_size > 1 ? absl::StrCat("rank ", rank, ": ") : "",
+                                   launched.status().message());
+      } else {
+        processes.push_back(*std::move(launched));
+      }
     }
-    LaunchOptions lo;
-    lo.argv = {options_.trainer_path, command, "--spec", spec_path, "--output", out_dir.string(),
-               "--metrics", metrics_path, "--quiet"};
-    lo.env = {absl::StrCat("GCL_JOB_ID=", job_id), absl::StrCat("GCL_ATTEMPT=", n),
-              absl::StrCat("GCL_RANK=", asg.rank()),
-              absl::StrCat("GCL_WORLD_SIZE=", std::max(1, asg.world_size())),
-              absl::StrCat("GCL_RENDEZVOUS=", asg.rendezvous())};
-    lo.working_dir = dir.string();
-    lo.on_stdout = [log](std::string_view l) { log("stdout", l); };
-    lo.on_stderr = [log](std::string_view l) { log("stderr", l); };
-    auto launched = ProcessSupervisor::Launch(std::move(lo));
-    if (!launched.ok()) {
-      exit.reason = absl::StrCat("agent: ", launched.status().message());
-    } else {
-      process = *std::move(launched);
-    }
+    if (!exit.reason.empty()) processes.clear();  // all ranks or none (kills those started)
   }
 
   MetricsTail tail(metrics_path);
@@ -514,31 +594,68 @@ void Agent::RunAttempt(Attempt* attempt) {
     }
   };
 
-  if (process) {
+  if (!processes.empty()) {
     {
       std::lock_guard<std::mutex> lock(attempt->mu);
-      attempt->process = std::move(process);
-      if (attempt->cancelled) attempt->process->Kill(options_.kill_grace, "cancelled: killed");
-      attempt->process->SetWatchdog(
-          [attempt, &tail]() {
-            std::lock_guard<std::mutex> l(attempt->mu);
-            return std::max(attempt->last_activity, tail.last_growth());
-          },
-          options_.stall_timeout, std::min(options_.kill_grace, absl::Seconds(10)));
+      attempt->processes = std::move(processes);
+      if (attempt->cancelled) {
+        for (auto& p : attempt->processes) p->Kill(options_.kill_grace, "cancelled: killed");
+      }
+      // The metrics stall watchdog watches rank 0 only (the one that writes
+      // metrics); a hung peer surfaces as rank 0's collective timeout.
+      if (asg.rank() == 0) {
+        attempt->processes[0]->SetWatchdog(
+            [attempt, &tail]() {
+              std::lock_guard<std::mutex> l(attempt->mu);
+              return std::max(attempt->last_activity, tail.last_growth());
+            },
+            options_.stall_timeout, std::min(options_.kill_grace, absl::Seconds(10)));
+      }
     }
-    ProcessSupervisor* p = attempt->process.get();
+    std::vector<ProcessSupervisor*> procs;
+    for (auto& p : attempt->processes) procs.push_back(p.get());
+    std::vector<std::optional<ExitInfo>> exits(procs.size());
+    int failed = -1;  // the first local rank seen ending badly
+    auto kill_all = [&](const std::string& reason, absl::Duration grace) {
+      for (size_t j = 0; j < procs.size(); ++j) {
+        if (!exits[j].has_value()) procs[j]->Kill(grace, reason);
+      }
+    };
     while (true) {
-      std::optional<ExitInfo> done = p->WaitFor(options_.poll_interval);
+      bool all_done = true, waited = false;
+      for (size_t i = 0; i < procs.size(); ++i) {
+        if (exits[i].has_value()) continue;
+        exits[i] = procs[i]->WaitFor(waited ? absl::ZeroDuration() : options_.poll_interval);
+        waited = true;
+        if (!exits[i].has_value()) {
+          all_done = false;
+        } else if (!exits[i]->ok() && failed < 0) {
+          failed = static_cast<int>(i);
+          // Its peers would only wait for it in their next collective.
+          kill_all(absl::StrCat("rank ", asg.rank() + failed, " failed: killed"), options_.kill_grace);
+        }
+      }
+      if (!waited) absl::SleepFor(options_.poll_interval);
       forward_metrics(false);
       drain_logs();
       upload_new_checkpoints();
-      if (stale) p->Kill(absl::ZeroDuration(), "stale attempt (coordinator): killed");
-      if (done.has_value()) {
-        exit = *done;
-        break;
-      }
+      if (stale) kill_all("stale attempt (coordinator): killed", absl::ZeroDuration());
+      if (all_done) break;
     }
     forward_metrics(true);
+    exit = *exits[failed < 0 ? 0 : failed];
+    bool cancelled = false;
+    {
+      std::lock_guard<std::mutex> lock(attempt->mu);
+      cancelled = attempt->cancelled;
+      if (failed >= 0 && world_size > 1 && !cancelled && !stale) {
+        const std::string& line = last_stderr[static_cast<size_t>(failed)];
+        exit.reason = absl::StrCat("rank ", asg.rank() + failed, " of ", world_size, " ", exit.reason);
+        if (!line.empty() && exit.reason.find(line) == std::string::npos) {
+          absl::StrAppend(&exit.reason, "; last stderr line: ", line);
+        }
+      }
+    }
   }
   log("agent", absl::StrCat("attempt ", n, " ended: ", exit.reason));
   drain_logs();
@@ -588,7 +705,7 @@ void Agent::RunAttempt(Attempt* attempt) {
   }
   {
     std::lock_guard<std::mutex> lock(attempt->mu);
-    attempt->process.reset();
+    attempt->processes.clear();
   }
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -1,21 +1,30 @@
 // The gcl-worker agent (architecture.md section 3): registers this host's
 // devices with the coordinator, renews its lease with heartbeats, and for
-// each Assignment runs one gcl-train child in a per-attempt folder
+// each Assignment runs one gcl-train child per device id (rank) in a
+// per-attempt folder
 //   <work_dir>/jobs/<job_id>/attempt-<n>/{spec.yaml,metrics.jsonl,out/}
-// forwarding its metrics and log lines (ReportProgress), uploading each new
-// checkpoint (UploadCheckpoint, 1 MiB chunks, sha256 from the .sha256
-// sidecar, checked while reading), killing it on cancel, and reporting how
-// it ended (Complete). A crashing or hanging trainer only ends its attempt.
+// forwarding rank 0's metrics and every rank's log lines (ReportProgress),
+// uploading each new checkpoint of rank 0 (UploadCheckpoint, 1 MiB chunks,
+// sha256 from the .sha256 sidecar, checked while reading), killing the
+// ranks on cancel, and reporting how they ended (Complete). A crashing or
+// hanging trainer only ends its attempt.
 //
-// A resume_checkpoint_id is downloaded into out/checkpoints/ first, so
-// gcl-train continues from its step; an init checkpoint id ("c-...") is
-// downloaded into init/ and the spec handed to gcl-train points at it. A
-// fine-tuning attempt that exits 0 reports its per-case test scores
-// (run_results.h) with Complete.
+// Multi-rank assignments (world_size > 1; issue 6): the ranks rank ..
+// rank + D - 1 of the D device ids each get GCL_RANK, GCL_WORLD_SIZE and
+// GCL_RENDEZVOUS (the c10d TCPStore, hosted by global rank 0) in their
+// environment and their own output folder: global rank 0 keeps out/ and
+// metrics.jsonl (the only rank that writes checkpoints and metrics), the
+// others get out-rank-<r>/ and metrics-rank-<r>.jsonl. On CPU the ranks
+// share the agent's threads (--threads max(1, T / D)); on CUDA each sees one
+// GPU (CUDA_VISIBLE_DEVICES). When any local rank ends badly the others are
+// killed and Complete names that rank and its last stderr line. A new
+// attempt of a job supersedes (kills) the attempt still running here.
 //
-// Not yet supported (reported to the coordinator as an "agent" log line):
-// world_size > 1 (one rank only; GCL_RANK/GCL_WORLD_SIZE/GCL_RENDEZVOUS are
-// set in its environment).
+// A resume_checkpoint_id is downloaded into out/checkpoints/ first (rank 0
+// only: it broadcasts the state), so gcl-train continues from its step; an
+// init checkpoint id ("c-...") is downloaded into init/ and the spec handed
+// to gcl-train points at it. A fine-tuning attempt that exits 0 reports its
+// per-case test scores (run_results.h) with Complete.
 #pragma once
 
 #include <cstdint>
@@ -53,6 +62,17 @@ struct AgentOptions {
   // this host:port; empty: none. The bound address is sent with Register.
   std::string metrics_listen;
   absl::Duration metrics_grace = absl::Minutes(5);  // series kept after an attempt ends
+  // Address the coordinator hands to other hosts as the rendezvous host of
+  // gangs whose rank 0 runs here; empty: the host name.
+  std::string advertise_address;
+  // Ports the coordinator may pick a rendezvous port from (inclusive).
+  int32_t rendezvous_port_min = 29500, rendezvous_port_max = 29999;
+  // CPU threads of this host for training; > 0: every rank gets
+  // --threads max(1, threads / D); 0: all cores, and --threads only when
+  // D > 1 ranks share the host.
+  int threads = 0;
+  // CPU devices registered (each one rank of a data-parallel job).
+  int cpu_devices = 1;
 };
 
 class Agent {
@@ -81,6 +101,8 @@ class Agent {
 
   // "cpu:0" (memory = physical RAM); CUDA devices are not probed yet.
   static std::vector<gcl::v1::Device> LocalDevices();
+  // "cpu:0" .. "cpu:<n-1>", the physical RAM split evenly.
+  static std::vector<gcl::v1::Device> LocalDevices(int cpu_devices);
 
  private:
   struct Attempt;

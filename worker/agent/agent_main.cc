@@ -6,6 +6,13 @@
 // coordinator has --tokens); --tls-* to $GCL_TLS_CA, $GCL_TLS_CERT,
 // $GCL_TLS_KEY. With TLS, ADDR must be a name in the coordinator's certificate.
 //              [--metrics-listen HOST:PORT] [--metrics-grace SECONDS]
+//              [--advertise-address HOST] [--rendezvous-ports LO-HI]
+//              [--threads N] [--cpu-devices N]
+// --advertise-address: how other hosts reach this one (the c10d rendezvous
+// host of gangs whose rank 0 runs here; default the host name);
+// --rendezvous-ports: the ports the coordinator may give such a rendezvous
+// (default 29500-29999); --threads: CPU threads the ranks of one assignment
+// share (default all cores); --cpu-devices: CPU ranks offered (default 1).
 // SIGINT/SIGTERM: kill the running trainers (grace) and exit.
 #include <signal.h>
 
@@ -25,7 +32,9 @@ int Usage(const char* why) {
   std::fprintf(stderr,
                "gcl-worker: %s\nusage: gcl-worker --coordinator ADDR --work-dir DIR --trainer PATH "
                "[--worker-id ID] [--token TOKEN] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] "
-               "[--stall-timeout S] [--kill-grace S] [--metrics-listen HOST:PORT] [--metrics-grace S]\n",
+               "[--stall-timeout S] [--kill-grace S] [--metrics-listen HOST:PORT] [--metrics-grace S] "
+               "[--advertise-address HOST] [--rendezvous-ports LO-HI] [--threads N] "
+               "[--cpu-devices N]\n",
                why);
   return 2;
 }
@@ -62,6 +71,21 @@ int main(int argc, char** argv) {
       tls_key = v;
     } else if (arg == "--metrics-listen") {
       options.metrics_listen = v;
+    } else if (arg == "--advertise-address") {
+      options.advertise_address = v;
+    } else if (arg == "--rendezvous-ports") {
+      int lo = 0, hi = 0;
+      char tail = 0;
+      if (std::sscanf(v.c_str(), "%d-%d%c", &lo, &hi, &tail) != 2 || lo < 1 || hi > 65535 || lo > hi) {
+        return Usage("--rendezvous-ports needs LO-HI, 1 <= LO <= HI <= 65535");
+      }
+      options.rendezvous_port_min = lo;
+      options.rendezvous_port_max = hi;
+    } else if (arg == "--threads" || arg == "--cpu-devices") {
+      char* end = nullptr;
+      const long n = std::strtol(v.c_str(), &end, 10);
+      if (*end != '\0' || n < 1 || n > 4096) return Usage((arg + " needs an integer >= 1").c_str());
+      (arg == "--threads" ? options.threads : options.cpu_devices) = static_cast<int>(n);
     } else if (arg == "--metrics-grace") {
       char* end = nullptr;
       const double s = std::strtod(v.c_str(), &end);

@@ -360,8 +360,12 @@ absl::Status ApplyDefaults(JobSpec* spec) {
   }
   if (!spec->has_max_attempts()) spec->set_max_attempts(3);
   gcl::v1::Resources* r = spec->mutable_resources();
-  if (!r->has_devices()) r->set_devices(1);
   if (!r->has_nodes()) r->set_nodes(1);
+  // {nodes: K, devices_per_node: D} alone means K x D ranks.
+  if (!r->has_devices()) {
+    const int64_t per_node = r->has_devices_per_node() ? r->devices_per_node() : 1;
+    r->set_devices(r->nodes() >= 1 && per_node >= 1 ? r->nodes() * per_node : 1);
+  }
   if (!r->has_devices_per_node() && r->nodes() > 0) {
     r->set_devices_per_node(std::max<int64_t>(1, r->devices() / r->nodes()));
   }
