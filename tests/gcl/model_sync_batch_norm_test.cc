@@ -13,18 +13,19 @@ namespace {
 // One rank: the sum over ranks is the local tensor itself.
 class SingleRank : public BatchStatReducer {
  public:
-  torch::Tensor AllReduceSum(const torch::Tensor& local) override { return local; }
+  void AllReduceSumInPlace(torch::Tensor&) override {}
 };
 
 // Rank A of two ranks whose other rank holds a fixed batch: adds that batch's
-// statistics (no gradient to it), as an all-reduce would.
+// forward statistics [Σx, Σx², count], as an all-reduce would. The loss
+// depends on rank A's outputs only, so the peer's backward sums are zero.
 class WithFixedPeer : public BatchStatReducer {
  public:
   explicit WithFixedPeer(torch::Tensor peer) : peer_(std::move(peer)) {}
-  torch::Tensor AllReduceSum(const torch::Tensor& local) override {
-    const torch::Tensor p = torch::cat({peer_.sum({0, 2, 3}), (peer_ * peer_).sum({0, 2, 3}),
-                                        torch::full({1}, double(peer_.numel() / peer_.size(1)))});
-    return local + p;
+  void AllReduceSumInPlace(torch::Tensor& t) override {
+    if (t.size(0) % 2 == 0) return;  // backward: [Σdy, Σdy·x̂] of the peer are 0
+    t += torch::cat({peer_.sum({0, 2, 3}), (peer_ * peer_).sum({0, 2, 3}),
+                     torch::full({1}, double(peer_.numel() / peer_.size(1)))});
   }
 
  private:
@@ -67,8 +68,16 @@ TEST(SyncBatchNormTest, TwoRanksNormaliseByTheGlobalBatch) {
   WithFixedPeer reducer(b);
   SyncBatchNorm2d sync(3, &reducer);
   torch::nn::BatchNorm2d bn(3);
-  const torch::Tensor whole = bn->forward(torch::cat({a, b}));
-  EXPECT_TRUE(torch::allclose(sync->forward(a), whole.narrow(0, 0, 2), 1e-5, 1e-5));
+  const torch::Tensor a_whole = a.clone().requires_grad_(true);
+  const torch::Tensor whole = bn->forward(torch::cat({a_whole, b}));
+  const torch::Tensor a_sync = a.clone().requires_grad_(true);
+  const torch::Tensor y = sync->forward(a_sync);
+  EXPECT_TRUE(torch::allclose(y, whole.narrow(0, 0, 2), 1e-5, 1e-5));
+  // The gradient through the shared statistics: only rank A's rows in the loss.
+  const torch::Tensor w = torch::randn({2, 3, 4, 4});
+  (whole.narrow(0, 0, 2) * w).sum().backward();
+  (y * w).sum().backward();
+  EXPECT_TRUE(torch::allclose(a_sync.grad(), a_whole.grad(), 1e-4, 1e-5));
   EXPECT_TRUE(torch::allclose(sync->running_mean, bn->running_mean, 1e-6, 1e-6));
   EXPECT_TRUE(torch::allclose(sync->running_var, bn->running_var, 1e-5, 1e-6));
 }

@@ -1,6 +1,5 @@
 #include "worker/gcl/dist/data_parallel_group.h"
 
-#include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef USE_C10D_NCCL
@@ -57,29 +56,11 @@ absl::Status ParseEnvInt(const char* name, int* out) {
   return absl::OkStatus();
 }
 
-// y = Σ_ranks x; dL/dx_r = Σ_ranks dL/dy (every rank's loss depends on y).
-struct AllReduceSumFunction : torch::autograd::Function<AllReduceSumFunction> {
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
-                               DataParallelGroup* group) {
-    ctx->saved_data["group"] = reinterpret_cast<int64_t>(group);
-    torch::Tensor y = x.clone();
-    group->AllReduceSum(y, "sync_batch_norm forward");
-    return y;
-  }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    auto* group = reinterpret_cast<DataParallelGroup*>(ctx->saved_data["group"].toInt());
-    torch::Tensor g = grads[0].contiguous().clone();
-    group->AllReduceSum(g, "sync_batch_norm backward");
-    return {g, torch::Tensor()};
-  }
-};
-
 class GroupStatReducer : public BatchStatReducer {
  public:
   explicit GroupStatReducer(DataParallelGroup* group) : group_(group) {}
-  torch::Tensor AllReduceSum(const torch::Tensor& local) override {
-    return AllReduceSumFunction::apply(local, group_);
+  void AllReduceSumInPlace(torch::Tensor& t) override {
+    group_->AllReduceSum(t, "sync_batch_norm statistics");
   }
 
  private:

@@ -74,7 +74,7 @@ class DataParallelGroup {
   // and for slower ranks): the exposed communication time.
   double blocked_seconds() const { return blocked_ns_.load() * 1e-9; }
 
-  // Differentiable Σ over ranks for SyncBatchNorm2d (backward sums too).
+  // Σ over ranks for SyncBatchNorm2d.
   BatchStatReducer* stat_reducer() { return stat_reducer_.get(); }
 
  private:
