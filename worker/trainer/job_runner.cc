@@ -13,6 +13,7 @@
 #include "gcl/spec/job_spec_yaml.h"
 #include "gcl/spec/variants.h"
 #include "worker/gcl/train/metrics_writer.h"
+#include "worker/trainer/device_spec.h"
 #include "worker/trainer/progress.h"
 
 namespace gcl::trainer {
@@ -239,6 +240,7 @@ absl::StatusOr<core::PretrainOptions> PretrainOptionsFromSpec(const JobSpec& spe
   o.threads = t.threads();
   o.log_every = t.log_every();
   o.checkpoint_every = t.checkpoint_every();
+  o.device = DeviceOptionsFromSpec(spec);
   return o;
 }
 
@@ -267,6 +269,7 @@ absl::StatusOr<core::FinetuneOptions> FinetuneOptionsFromSpec(const JobSpec& spe
   o.val_every = t.val_every();
   o.seed = t.seed();
   o.threads = t.threads();
+  o.device = DeviceOptionsFromSpec(spec);
   return o;
 }
 
