@@ -27,7 +27,10 @@ build=${BUILD_DIR:-$src/build-gpu}
 jobs=${JOBS:-$(nproc)}
 BENCH_ARGS=${BENCH_ARGS:-"--size 128 --batch 32 --base 32 --steps 10 --threads 8"}
 python=${PYTHON:-python3}
-# Dry run on a CPU machine: GCL_CUDA=OFF DEVICE=cpu BUILD_TYPE=RelWithDebInfo.
+# Dry run on a CPU machine (done 2026-11-26: all phases, 18/18 core tests):
+#   GCL_CUDA=OFF DEVICE=cpu BUILD_TYPE=RelWithDebInfo PYTHON=/usr/bin/python3 JOBS=2 \
+#   BENCH_ARGS="--size 64 --batch 16 --base 8 --steps 4 --threads 2" scripts/gpu/device_check.sh /tmp/dry
+# (the sampler needs batch >= 16: 2 patients x 2 phases x 4 positions).
 cuda=${GCL_CUDA:-ON}
 device=${DEVICE:-cuda}
 summary=$out/summary.txt
@@ -39,7 +42,7 @@ note "source $src, deps ${deps:-none}, build $build, $jobs jobs"
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   nvcc --version | tail -2
   grep PRETTY /etc/os-release
-  $python -c 'import torch, torch.distributed as d; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0), "nccl", d.is_nccl_available())'
+  $python -c 'import torch, torch.distributed as d; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU", "nccl", d.is_available() and d.is_nccl_available())'
   c++ --version | head -1
   cmake --version | head -1
   nproc
