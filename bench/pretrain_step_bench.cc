@@ -1,9 +1,14 @@
 // Pre-training steps/s of the C++ trainer against the plain PyTorch reference
 // (../shared/reference/gcl_step.py), side by side in one run, same
-// configuration: 96 px, 16 slices (32 views), base width 16, depth 5, 2 threads.
+// configuration: by default 96 px, 16 slices (32 views), base width 16,
+// depth 5, 2 threads, CPU fp32.
 //
-//   build/bench/pretrain_step_bench [--steps N] [--threads T] [--reference PATH] [--no-reference]
+//   build/bench/pretrain_step_bench [--steps N] [--threads T] [--size PX] [--batch SLICES]
+//       [--base W] [--device cpu|cuda|auto] [--precision fp32|bf16] [--variants a,b,...]
+//       [--reference PATH] [--python CMD] [--no-reference] [--no-breakdown]
 //
+// On CUDA the reference is given `--device cuda` (scripts/gpu/gcl_step_device.py
+// accepts it; the plain gcl_step.py does not, so pass --reference to the wrapper).
 // Prints one row per variant (median step seconds, steps/s, ratio) and the
 // step-time breakdown of `full` (GradMitigator and GradFilter shares).
 #include <torch/torch.h>
@@ -18,6 +23,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "worker/gcl/data/dataset.h"
 #include "worker/gcl/losses/pixel_loss.h"
 #include "worker/gcl/train/pretrain.h"
@@ -35,7 +41,11 @@ struct Config {
   int64_t batch = 16;
   int64_t base = 16;
   std::string reference;
+  std::string python = "/usr/bin/python3";
   bool run_reference = true;
+  bool breakdown = true;
+  gcl::core::DeviceOptions device;
+  std::vector<std::string> variants = {"simclr", "multi_naive", "multi_gm", "full"};
 };
 
 double Median(std::vector<double> v) {
@@ -54,6 +64,7 @@ PretrainOptions VariantOptions(const std::string& variant, const Config& c) {
   o.log_every = 0;
   o.checkpoint_every = 0;
   o.steps = c.steps;
+  o.device = c.device;
   const std::vector<MetaLabel> all = {MetaLabel::kPatient, MetaLabel::kPhase, MetaLabel::kPosition};
   if (variant == "simclr") {
     o.meta_labels = {};
@@ -106,9 +117,12 @@ double TimeVariant(const gcl::core::Dataset& data, const std::string& variant, c
 
 // Median seconds per step of the PyTorch reference, or -1 when it cannot run.
 double TimeReference(const std::string& variant, const Config& c) {
-  const std::string cmd = absl::StrFormat(
-      "/usr/bin/python3 %s --variant %s --size %d --batch %d --base %d --steps %d --threads %d",
+  std::string cmd = absl::StrFormat(
+      "%s %s --variant %s --size %d --batch %d --base %d --steps %d --threads %d", c.python,
       c.reference, variant, c.size, c.batch, c.base, c.steps, c.threads);
+  if (c.device.device != gcl::core::TrainDevice::kCpu) {
+    cmd += " --device " + gcl::core::TrainDeviceName(c.device.device);
+  }
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return -1;
   char buf[4096];
@@ -121,12 +135,13 @@ double TimeReference(const std::string& variant, const Config& c) {
 }
 
 // GradFilter's own cost: the pixel loss with selection (n < k) minus without.
-double TimeGradFilterSelection(const Config& c) {
+double TimeGradFilterSelection(const Config& c, const gcl::core::DevicePlacement& placement) {
   torch::manual_seed(0);
   const int64_t n = 2 * c.batch, hw = (c.size / 16) * (c.size / 16);
   auto opts = torch::nn::functional::NormalizeFuncOptions().dim(1);
-  auto v = torch::nn::functional::normalize(torch::randn({n, 128, hw}), opts);
-  auto u = torch::nn::functional::normalize(torch::randn({n, 128, hw}), opts).requires_grad_();
+  auto v = torch::nn::functional::normalize(placement.ToDevice(torch::randn({n, 128, hw})), opts);
+  auto u = torch::nn::functional::normalize(placement.ToDevice(torch::randn({n, 128, hw})), opts)
+               .requires_grad_();
   auto labels = torch::arange(n).floor_divide(8);
   auto time = [&](int64_t selected) {
     gcl::core::PixelLossOptions po;
@@ -136,6 +151,7 @@ double TimeGradFilterSelection(const Config& c) {
       const auto t0 = std::chrono::steady_clock::now();
       auto loss = gcl::core::PixelContrastiveLoss(v, u, labels, po, 1 + i);
       loss.backward();
+      placement.Synchronize();
       s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     return Median(s);
@@ -153,11 +169,34 @@ int main(int argc, char** argv) {
     if (a == "--steps" && i + 1 < argc) c.steps = std::atoll(argv[++i]);
     else if (a == "--threads" && i + 1 < argc) c.threads = std::atoll(argv[++i]);
     else if (a == "--reference" && i + 1 < argc) c.reference = argv[++i];
-    else if (a == "--no-reference") c.run_reference = false;
+    else if (a == "--size" && i + 1 < argc) c.size = std::atoll(argv[++i]);
+    else if (a == "--batch" && i + 1 < argc) c.batch = std::atoll(argv[++i]);
+    else if (a == "--base" && i + 1 < argc) c.base = std::atoll(argv[++i]);
+    else if (a == "--python" && i + 1 < argc) c.python = argv[++i];
+    else if (a == "--variants" && i + 1 < argc) c.variants = absl::StrSplit(argv[++i], ',');
+    else if (a == "--device" && i + 1 < argc) {
+      auto d = gcl::core::ParseTrainDevice(argv[++i]);
+      if (!d.ok()) return std::fprintf(stderr, "%s\n", d.status().ToString().c_str()), 2;
+      c.device.device = *d;
+    } else if (a == "--precision" && i + 1 < argc) {
+      auto p = gcl::core::ParsePrecision(argv[++i]);
+      if (!p.ok()) return std::fprintf(stderr, "%s\n", p.status().ToString().c_str()), 2;
+      c.device.precision = *p;
+    } else if (a == "--no-reference") c.run_reference = false;
+    else if (a == "--no-breakdown") c.breakdown = false;
     else {
-      std::fprintf(stderr, "usage: %s [--steps N] [--threads T] [--reference PATH] [--no-reference]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--steps N] [--threads T] [--size PX] [--batch SLICES] [--base W]\n"
+                   "  [--device cpu|cuda|auto] [--precision fp32|bf16] [--variants a,b,...]\n"
+                   "  [--reference PATH] [--python CMD] [--no-reference] [--no-breakdown]\n",
+                   argv[0]);
       return 2;
     }
+  }
+  auto placement = gcl::core::DevicePlacement::Create(c.device);
+  if (!placement.ok()) {
+    std::fprintf(stderr, "%s\n", placement.status().ToString().c_str());
+    return 1;
   }
   if (c.run_reference && !std::filesystem::exists(c.reference)) {
     std::fprintf(stderr, "reference %s not found; running without it\n", c.reference.c_str());
@@ -167,7 +206,9 @@ int main(int argc, char** argv) {
   gcl::core::DatasetOptions dopt;
   dopt.format = "synthetic";
   dopt.image_size = c.size;
-  dopt.synthetic.patients = 8;
+  // The sampler draws one slice per (patient, phase, position): enough
+  // patients and slices for any batch.
+  dopt.synthetic.patients = std::max<int64_t>(8, c.batch / 2);
   dopt.synthetic.slices = 8;
   dopt.synthetic.size = c.size;
   auto data = gcl::core::LoadDataset(dopt);
@@ -176,12 +217,15 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  std::printf("config: %lld px, %lld slices (%lld views), base %lld, depth 5, %lld threads, %lld steps (2 warm-up)\n",
+  const std::string device_name = placement->device().str();
+  std::printf("config: %lld px, %lld slices (%lld views), base %lld, depth 5, %lld threads, %lld steps (2 warm-up), "
+              "device %s, %s, LibTorch %s\n",
               (long long)c.size, (long long)c.batch, (long long)(2 * c.batch), (long long)c.base,
-              (long long)c.threads, (long long)c.steps);
+              (long long)c.threads, (long long)c.steps, device_name.c_str(),
+              gcl::core::PrecisionName(c.device.precision).c_str(), TORCH_VERSION);
   std::printf("%-12s %12s %10s %12s %10s %8s\n", "variant", "c++ s/step", "c++ st/s", "torch s/step",
               "torch st/s", "ratio");
-  for (const std::string variant : {"simclr", "multi_naive", "multi_gm", "full"}) {
+  for (const std::string& variant : c.variants) {
     const double ours = TimeVariant(*data, variant, c, nullptr);
     const double ref = c.run_reference ? TimeReference(variant, c) : -1;
     if (ref > 0) {
@@ -193,6 +237,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
 
+  if (!c.breakdown) return 0;
   std::map<std::string, double> gm_phases;
   const double gm = TimeVariant(*data, "multi_gm", c, &gm_phases);
   std::printf("\nbreakdown of a `multi_gm` step (median %.4f s, logged steps):\n", gm);
@@ -200,7 +245,7 @@ int main(int argc, char** argv) {
 
   std::map<std::string, double> phases;
   const double full = TimeVariant(*data, "full", c, &phases);
-  const double filter = TimeGradFilterSelection(c);
+  const double filter = TimeGradFilterSelection(c, *placement);
   std::printf("\nbreakdown of a `full` step (median %.4f s, logged steps):\n", full);
   for (const auto& [k, v] : phases) std::printf("  %-10s %8.4f s  %5.1f%%\n", k.c_str(), v, 100 * v / full);
   std::printf("  GradMitigator (combine): %.1f%% of the step (target <= 5%%)\n",

@@ -216,6 +216,20 @@ TEST(SpecYamlTest, EnumSpellingsMapOntoValueNames) {
             "phase");
 }
 
+TEST(SpecYamlTest, PrecisionAndDeviceType) {
+  // docs/gpu.md: train.precision (fp32 when unset) and resources.device_type (auto when unset).
+  GCL_ASSERT_OK_AND_ASSIGN(JobSpec plain, Parse(kMinimalPretrain));
+  EXPECT_EQ(plain.train().precision(), v1::PRECISION_UNSPECIFIED);
+  EXPECT_EQ(plain.resources().device_type(), v1::DEVICE_TYPE_AUTO);
+  GCL_ASSERT_OK_AND_ASSIGN(
+      JobSpec spec, Parse(std::string(kMinimalPretrain) +
+                          "train: {precision: bf16}\nresources: {device_type: cuda}\n"));
+  EXPECT_EQ(spec.train().precision(), v1::PRECISION_BF16);
+  EXPECT_EQ(spec.resources().device_type(), v1::DEVICE_TYPE_CUDA);
+  EXPECT_THAT(ErrorOf(std::string(kMinimalPretrain) + "train: {precision: fp16}\n"),
+              HasSubstr("fp32, bf16"));
+}
+
 TEST(SpecYamlTest, OutOfRangeValueNamesKeyAndLine) {
   const std::string head = kMinimalPretrain;
   EXPECT_THAT(ErrorOf(head + "method:\n  tau: 0\n"),

@@ -15,6 +15,7 @@
 #include "gcl/spec/job_spec_yaml.h"
 #include "gcl/spec/variants.h"
 #include "worker/gcl/train/metrics_writer.h"
+#include "worker/trainer/device_spec.h"
 #include "worker/trainer/progress.h"
 
 namespace gcl::trainer {
@@ -252,6 +253,7 @@ absl::StatusOr<core::PretrainOptions> PretrainOptionsFromSpec(const JobSpec& spe
   o.threads = t.threads();
   o.log_every = t.log_every();
   o.checkpoint_every = t.checkpoint_every();
+  o.device = DeviceOptionsFromSpec(spec);
   return o;
 }
 
@@ -280,6 +282,7 @@ absl::StatusOr<core::FinetuneOptions> FinetuneOptionsFromSpec(const JobSpec& spe
   o.val_every = t.val_every();
   o.seed = t.seed();
   o.threads = t.threads();
+  o.device = DeviceOptionsFromSpec(spec);
   return o;
 }
 
@@ -324,6 +327,9 @@ absl::Status RunPretrainCommand(const RunFlags& flags) {
   if (std::getenv("GCL_COLLECTIVE_TIMEOUT_S") == nullptr) {
     dp.timeout = std::chrono::seconds(spec.resources().collective_timeout_s());
   }
+  const core::TrainDevice device = DeviceOptionsFromSpec(spec).device;
+  dp.cuda = device == core::TrainDevice::kCuda ||
+            (device == core::TrainDevice::kAuto && core::CudaAvailable());
   std::unique_ptr<core::DataParallelGroup> group;
   std::string metrics_path = flags.metrics_path;
   if (dp.world_size > 1) {

@@ -4,10 +4,12 @@
 // LibTorch has it, USE_C10D_NCCL).
 #pragma once
 
+#include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
 #include <torch/types.h>
+#include <torch/version.h>
 
 #include <atomic>
 #include <chrono>
@@ -21,6 +23,13 @@
 #include "worker/gcl/model/sync_batch_norm.h"
 
 namespace gcl::core {
+
+// LibTorch 2.x moved the collectives of ProcessGroupGloo/NCCL to c10d::Backend.
+#if TORCH_VERSION_MAJOR >= 2
+using CollectiveBackend = c10d::Backend;
+#else
+using CollectiveBackend = c10d::ProcessGroup;
+#endif
 
 struct DataParallelOptions {
   int rank = 0;
@@ -87,7 +96,7 @@ class DataParallelGroup {
 
   DataParallelOptions options_;
   c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  c10::intrusive_ptr<CollectiveBackend> group_;
   std::unique_ptr<BatchStatReducer> stat_reducer_;
   std::atomic<int64_t> step_{-1};     // 0-based training step; -1: set-up
   std::atomic<int64_t> started_{0};   // collectives started by this rank

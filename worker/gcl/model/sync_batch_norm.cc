@@ -26,10 +26,12 @@ struct SyncBatchNormFunction : torch::autograd::Function<SyncBatchNormFunction> 
                                SyncBatchNorm2dImpl* module, BatchStatReducer* reducer) {
     const int64_t c = x.size(1);
     const double n_local = static_cast<double>(x.numel() / c);
-    const auto [var_l, mean_l] = torch::var_mean(x, {0, 2, 3}, /*unbiased=*/false);
+    // fp32 statistics also under bf16 autocast.
+    const torch::Tensor xf = x.scalar_type() == torch::kFloat ? x : x.to(torch::kFloat);
+    const auto [var_l, mean_l] = torch::var_mean(xf, {0, 2, 3}, /*unbiased=*/false);
     // [Σx, Σx², count], from the local two-pass moments.
     torch::Tensor stats = torch::cat({mean_l * n_local, (var_l + mean_l * mean_l) * n_local,
-                                      torch::full({1}, n_local, x.options())});
+                                      torch::full({1}, n_local, xf.options())});
     reducer->AllReduceSumInPlace(stats);
     const double n = stats[2 * c].item<double>();
     const torch::Tensor mean = stats.narrow(0, 0, c) / n;

@@ -7,7 +7,10 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <sstream>
+#include <type_traits>
 #include <unordered_map>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -40,10 +43,23 @@ bool Compatible(const torch::Tensor& saved, const torch::Tensor& target) {
   return saved.sizes() == target.sizes() && saved.scalar_type() == target.scalar_type();
 }
 
-// The key LibTorch 1.13 uses for a parameter in Optimizer::state().
-std::string StateKey(const torch::Tensor& p) {
-  return c10::guts::to_string(p.unsafeGetTensorImpl());
+// The key of a parameter in Optimizer::state(): the TensorImpl address as a
+// string up to LibTorch 1.x, the address itself (void*) from 2.0 on.
+using OptimizerStateKey =
+    std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state())>::key_type;
+
+template <typename Key>
+Key StateKeyAs(const torch::Tensor& p) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;  // what c10::guts::to_string did (gone in 2.x)
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return p.unsafeGetTensorImpl();
+  }
 }
+
+OptimizerStateKey StateKey(const torch::Tensor& p) { return StateKeyAs<OptimizerStateKey>(p); }
 
 std::string ErrorList(const std::vector<std::string>& errors) {
   constexpr size_t kMax = 20;
@@ -288,7 +304,7 @@ absl::Status RestoreOptimizerState(const std::string& prefix, const LoadedCheckp
     }
     auto& state = opt->state();
     for (size_t k = 0; k < params.size(); ++k) {
-      const std::string key = StateKey(params[k]);
+      const OptimizerStateKey key = StateKey(params[k]);
       if (fresh[k]) {
         state[key] = std::move(fresh[k]);
       } else {

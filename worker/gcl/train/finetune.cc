@@ -65,12 +65,16 @@ torch::Tensor SoftDiceLoss(const torch::Tensor& logits, const torch::Tensor& lab
   return 1.0 - ((2.0 * inter + eps) / (denom + eps)).mean();
 }
 
-// Argmax prediction of every slice, stacked to int64 [S, H, W].
+// Argmax prediction of every slice, stacked to int64 [S, H, W] on the CPU.
+// Runs on the model's device (a one-channel input has the same layout in
+// NCHW and NHWC, so a channels-last model needs no conversion).
 torch::Tensor PredictVolume(UNet& model, const Volume& v) {
+  const torch::Device device = model->parameters().front().device();
   std::vector<torch::Tensor> preds;
   for (int64_t s0 = 0; s0 < v.num_slices(); s0 += kEvalChunk) {
     torch::Tensor x = v.image.slice(0, s0, std::min(s0 + kEvalChunk, v.num_slices()));
-    preds.push_back(model->forward(x.unsqueeze(1).to(torch::kFloat32)).argmax(1));
+    x = x.unsqueeze(1).to(torch::kFloat32).to(device);
+    preds.push_back(model->forward(x).argmax(1).to(torch::kCPU));
   }
   return torch::cat(preds);
 }
@@ -106,6 +110,8 @@ absl::Status RunFinetuneImpl(const Dataset& dataset, const FinetuneOptions& opt,
   GCL_ASSIGN_OR_RETURN(std::vector<size_t> labeled, SelectLabeledVolumes(dataset, opt));
   for (size_t i : labeled) result.labeled_ids.push_back(dataset.train[i].id);
 
+  GCL_ASSIGN_OR_RETURN(DevicePlacement placement, DevicePlacement::Create(opt.device));
+  if (!placement.is_cuda()) placement = placement.WithChannelsLast(false);
   const int64_t threads =
       opt.threads > 0
           ? opt.threads
@@ -121,6 +127,7 @@ absl::Status RunFinetuneImpl(const Dataset& dataset, const FinetuneOptions& opt,
     GCL_ASSIGN_OR_RETURN(auto ckpt, ReadCheckpoint(opt.init_checkpoint));
     GCL_RETURN_IF_ERROR(RestoreModuleState("encoder.", ckpt, model->encoder.get()));
   }
+  placement.PlaceModule(*model);
   std::vector<torch::Tensor> params;
   if (opt.frozen_encoder) {
     for (auto& p : model->encoder->parameters()) p.set_requires_grad(false);
@@ -181,10 +188,15 @@ absl::Status RunFinetuneImpl(const Dataset& dataset, const FinetuneOptions& opt,
       image = image.unsqueeze(1);
     }
 
+    image = placement.Input(image);
+    label = placement.ToDevice(label);
+
     model->train();
     if (opt.frozen_encoder) model->encoder->eval();
     optimizer.zero_grad();
+    auto autocast = placement.Autocast();  // bf16 forward when asked; the loss is fp32
     torch::Tensor logits = model->forward(image);
+    autocast.End({&logits});
     torch::Tensor loss = torch::nn::functional::cross_entropy(logits, label);
     if (opt.loss == "ce_dice") loss = loss + SoftDiceLoss(logits, label);
     loss.backward();

@@ -46,6 +46,7 @@
 #include "worker/gcl/data/volume.h"
 #include "worker/gcl/eval/dice.h"
 #include "worker/gcl/model/unet.h"
+#include "worker/gcl/train/device_placement.h"
 
 namespace gcl::core {
 
@@ -69,6 +70,9 @@ struct FinetuneOptions {
   int64_t val_every = 500;       // <= 0: validate after the last step only
   uint64_t seed = 1;
   int64_t threads = 0;  // 0 = all cores
+  // Device and bf16 autocast (device_placement.h); channels-last applies on
+  // CUDA only (the CPU results, pinned by the tests, are NCHW).
+  DeviceOptions device;
   FinetuneAugmentOptions augment;
   bool augment_enabled = true;
   bool test_hd95 = true;  // HD95 on the test set (Dice only at validation)
@@ -109,7 +113,8 @@ absl::StatusOr<std::vector<size_t>> SelectLabeledVolumes(const Dataset& dataset,
                                                          const FinetuneOptions& options);
 
 // Predicts every slice of each labelled volume (2D, argmax over classes, in
-// chunks of 16 slices), stacks to [S, H, W] and scores it (ScoreVolume with
+// chunks of 16 slices, on the model's device, fp32), stacks to [S, H, W] on
+// the CPU and scores it (ScoreVolume with
 // the volume's spacing); case_id = Volume::id. Unlabelled volumes are
 // skipped. Leaves the model in eval mode. Throws c10::Error on misuse.
 std::vector<VolumeScore> EvaluateVolumes(UNet& model, const std::vector<Volume>& volumes,

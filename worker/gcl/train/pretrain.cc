@@ -25,6 +25,7 @@
 #include "worker/gcl/model/projection_head.h"
 #include "worker/gcl/train/checkpoint.h"
 #include "worker/gcl/train/conflict_metrics.h"
+#include "worker/gcl/train/device_placement.h"
 #include "worker/gcl/train/safetensors.h"
 
 namespace gcl::core {
@@ -105,6 +106,7 @@ struct Pretrainer::Impl {
   std::unique_ptr<GradMitigator> mitigator;
   std::unique_ptr<torch::optim::SGD> optimizer;
   std::unique_ptr<PretrainSampler> sampler;
+  DevicePlacement placement;
   std::vector<std::string> label_names;  // one per loss ("patient", ...; "views" when label-free)
   // Cumulative per ordered pair: none, slight, conflict, modified (spec 7.2).
   torch::Tensor conflict_totals;
@@ -133,6 +135,7 @@ struct Pretrainer::Impl {
 
 absl::Status Pretrainer::Impl::Init() {
   at::set_num_threads(static_cast<int>(ResolveThreads(opt.threads)));
+  GCL_ASSIGN_OR_RETURN(placement, DevicePlacement::Create(opt.device));
   if (dataset->train.empty()) return absl::InvalidArgumentError("pre-training set is empty");
   if (!opt.image_loss && !opt.pixel_loss) {
     return absl::InvalidArgumentError("method: neither the image nor the pixel loss is enabled");
@@ -154,9 +157,9 @@ absl::Status Pretrainer::Impl::Init() {
     head_i = ProjectionHead(encoder->out_channels(), opt.proj_dim);
     head_p = ProjectionHead(encoder->out_channels(), opt.proj_dim);
   }
-  ModuleToChannelsLast(*encoder);
-  ModuleToChannelsLast(*head_i);
-  ModuleToChannelsLast(*head_p);
+  placement.PlaceModule(*encoder);
+  placement.PlaceModule(*head_i);
+  placement.PlaceModule(*head_p);
   encoder_params = encoder->parameters();
   head_params = head_i->parameters();
   if (opt.pixel_loss) {
@@ -290,6 +293,7 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
   // Phase timings (only recorded on log steps) give the step-time breakdown.
   auto mark = std::chrono::steady_clock::now();
   auto lap = [&](const char* phase) {
+    if (log) placement.Synchronize();  // device time, not launch time
     const auto now = std::chrono::steady_clock::now();
     if (log) {
       record->Add("gcl_train_phase_seconds", std::chrono::duration<double>(now - mark).count(),
@@ -308,9 +312,10 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
   torch::Tensor views = TwoViewAugment(torch::stack(slices), opt.augment,
                                        StreamSeed(opt.seed, RngStream::kAugment, t), nullptr,
                                        /*first_view=*/2 * first);
-  views = ToChannelsLast(views);
+  views = placement.Input(views);
   lap("data");
 
+  auto autocast = placement.Autocast();  // bf16 forward when asked; losses stay fp32
   const auto feats = encoder->forward(views);
   const torch::Tensor& f = feats.back();
   torch::Tensor v_map = head_i->forward(f);  // [N, d, h, w]
@@ -330,6 +335,7 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
     u = GatherViews(torch::nn::functional::normalize(head_p->forward(f).flatten(2), norm1),
                     "all_gather of pixel embeddings");
   }
+  autocast.End({&z, &v, &u});
   lap("forward");
 
   const int64_t m_count = num_losses();
@@ -583,7 +589,7 @@ torch::Tensor Pretrainer::FlatState() const {
     for (const auto& p : mod->parameters()) parts.push_back(p.detach().reshape(-1));
     for (const auto& b : mod->buffers()) parts.push_back(b.detach().reshape(-1).to(torch::kFloat));
   }
-  return torch::cat(parts);
+  return torch::cat(parts).to(torch::kCPU);
 }
 
 }  // namespace gcl::core

@@ -21,6 +21,7 @@
 #include "worker/gcl/gradients/grad_mitigator.h"
 #include "worker/gcl/losses/grad_filter.h"
 #include "worker/gcl/model/unet.h"
+#include "worker/gcl/train/device_placement.h"
 #include "worker/gcl/train/metrics_writer.h"
 
 namespace gcl::core {
@@ -63,6 +64,9 @@ struct PretrainOptions {
   bool cosine = true;
   uint64_t seed = 1;
   int64_t threads = 0;  // 0 = all cores
+  // Device, bf16 autocast and channels-last (device_placement.h). The default,
+  // CPU fp32 channels-last, is what the tests pin.
+  DeviceOptions device;
 
   int64_t log_every = 10;
   int64_t checkpoint_every = 100;
