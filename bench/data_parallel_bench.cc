@@ -7,11 +7,6 @@
 // train.sync_batch_norm false (per-rank BN statistics).
 //
 //   build/bench/data_parallel_bench [--steps N] [--size PX] [--batch SLICES_PER_RANK] [--base C]
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -21,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "tests/testing/free_port.h"
 #include "worker/gcl/dist/data_parallel_group.h"
 #include "worker/gcl/model/projection_head.h"
 #include "worker/gcl/model/unet.h"
@@ -36,18 +32,6 @@ struct Config {
   int64_t batch = 16;  // slices per rank
   int64_t base = 16;
 };
-
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -121,7 +105,7 @@ Timing RunRank(const Dataset& data, const std::string& variant, const Config& c,
 // them: ranks as threads of one process would share OpenBLAS, whose calls
 // from several threads serialise.
 Timing Run(const char* self, const std::string& variant, const Config& c, int world) {
-  const int port = FreePort();
+  const int port = gcl::testing::FreeLoopbackPort();
   std::vector<FILE*> procs;
   for (int r = 0; r < world; ++r) {
     const std::string cmd = absl::StrFormat(

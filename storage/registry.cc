@@ -857,17 +857,28 @@ absl::StatusOr<JobRecord> Registry::FinishAttemptLocked(const JobRecord& job,
   return after;
 }
 
+namespace {
+
+// A worker's report of an attempt counts only while that attempt is the
+// job's current one and still running (or being cancelled).
+absl::Status CheckReportIsCurrent(const JobRecord& job, int32_t attempt) {
+  if (job.attempt == attempt &&
+      (job.state == JobState::kRunning || job.state == JobState::kCancelling)) {
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(
+      internal::Cat("stale report: job ", job.id, " is ", ToString(job.state), " at attempt ",
+                    job.attempt, ", report is for attempt ", attempt));
+}
+
+}  // namespace
+
 absl::StatusOr<JobRecord> Registry::FinishAttempt(std::string_view job_id, int32_t attempt,
                                                   const AttemptOutcome& outcome) {
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
   GCL_ASSIGN_OR_RETURN(JobRecord job, GetJobLocked(job_id));
-  if (job.attempt != attempt ||
-      (job.state != JobState::kRunning && job.state != JobState::kCancelling)) {
-    return absl::FailedPreconditionError(
-        internal::Cat("stale report: job ", job_id, " is ", ToString(job.state), " at attempt ",
-                      job.attempt, ", report is for attempt ", attempt));
-  }
+  GCL_RETURN_IF_ERROR(CheckReportIsCurrent(job, attempt));
   const int64_t now = NowMs();
   GCL_ASSIGN_OR_RETURN(JobRecord after, FinishAttemptLocked(job, outcome, now));
   GCL_RETURN_IF_ERROR(CloseMembersLocked(job.id, attempt, "", outcome, now).status());
@@ -885,12 +896,7 @@ absl::StatusOr<JobRecord> Registry::FinishMember(std::string_view job_id, int32_
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
   GCL_ASSIGN_OR_RETURN(JobRecord job, GetJobLocked(job_id));
-  if (job.attempt != attempt ||
-      (job.state != JobState::kRunning && job.state != JobState::kCancelling)) {
-    return absl::FailedPreconditionError(
-        internal::Cat("stale report: job ", job_id, " is ", ToString(job.state), " at attempt ",
-                      job.attempt, ", report is for attempt ", attempt));
-  }
+  GCL_RETURN_IF_ERROR(CheckReportIsCurrent(job, attempt));
   const int64_t now = NowMs();
   GCL_ASSIGN_OR_RETURN(int closed, CloseMembersLocked(job.id, attempt, worker_id, outcome, now));
   if (closed == 0) {

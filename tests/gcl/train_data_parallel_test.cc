@@ -1,10 +1,5 @@
 // Data-parallel pre-training (c10d): W ranks as threads of this process, each
 // with its own real TCPStore client and ProcessGroupGloo over loopback.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <torch/torch.h>
 
 #include <chrono>
@@ -13,7 +8,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/free_port.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/tiny_data.h"
 #include "tests/testing/temp_dir.h"
 #include "worker/gcl/dist/data_parallel_group.h"
 #include "worker/gcl/train/pretrain.h"
@@ -22,21 +19,11 @@ namespace gcl::core {
 namespace {
 
 namespace fs = std::filesystem;
+using ::gcl::testing::FreeLoopbackPort;
 using ::gcl::testing::IsOk;
+using ::gcl::testing::TinySyntheticData;
 using ::gcl::testing::TempDir;
 using ::testing::HasSubstr;
-
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 DataParallelOptions RankOptions(int rank, int world, int port, int timeout_s) {
   DataParallelOptions o;
@@ -45,20 +32,6 @@ DataParallelOptions RankOptions(int rank, int world, int port, int timeout_s) {
   o.rendezvous = "127.0.0.1:" + std::to_string(port);
   o.timeout = std::chrono::seconds(timeout_s);
   return o;
-}
-
-Dataset TinyData() {
-  DatasetOptions o;
-  o.format = "synthetic";
-  o.image_size = 32;
-  o.synthetic.patients = 6;
-  o.synthetic.slices = 8;
-  o.synthetic.size = 32;
-  o.val_cases = 1;
-  o.test_cases = 1;
-  auto d = LoadDataset(o);
-  EXPECT_THAT(d, IsOk());
-  return *std::move(d);
 }
 
 PretrainOptions Tiny(bool full) {
@@ -85,7 +58,7 @@ PretrainOptions Tiny(bool full) {
 std::vector<torch::Tensor> RunRanks(const Dataset& data, int world,
                                     const std::function<PretrainOptions(int rank)>& options,
                                     std::vector<std::string>* errors = nullptr) {
-  const int port = FreePort();
+  const int port = FreeLoopbackPort();
   std::vector<torch::Tensor> states(world);
   std::vector<std::string> errs(world);
   std::vector<std::thread> threads;
@@ -134,7 +107,7 @@ torch::Tensor RunOneProcess(const Dataset& data, const PretrainOptions& options)
 // positive, and the gap is 7e-6 after one step and 3.5e-4 after 5. Each
 // tolerance is ~5-10x the measured gap and far below the 5 steps' update.
 void ExpectSameAsOneProcess(PretrainOptions options, double tolerance) {
-  const Dataset data = TinyData();
+  const Dataset data = TinySyntheticData();
   const torch::Tensor initial = [&] {
     PretrainOptions o = options;
     o.steps = 0;
@@ -166,7 +139,7 @@ TEST(DataParallelTest, TwoRanksMatchOneProcessFullWithoutGradFilter) {
 TEST(DataParallelTest, TwoRanksMatchOneProcessFull) { ExpectSameAsOneProcess(Tiny(true), 2e-3); }
 
 TEST(DataParallelTest, RankZeroAloneWritesAndItsResumeReachesEveryRank) {
-  const Dataset data = TinyData();
+  const Dataset data = TinySyntheticData();
   TempDir dir0, dir1, straight0, straight1;
   auto opts = [&](const TempDir& d0, const TempDir& d1, int64_t stop) {
     return [&, stop](int rank) {
@@ -190,9 +163,9 @@ TEST(DataParallelTest, RankZeroAloneWritesAndItsResumeReachesEveryRank) {
 }
 
 TEST(DataParallelTest, BatchNotDivisibleByRanksIsRejected) {
-  const Dataset data = TinyData();
+  const Dataset data = TinySyntheticData();
   auto states = [&] {
-    const int port = FreePort();
+    const int port = FreeLoopbackPort();
     std::vector<std::string> errs(3);
     std::vector<std::thread> threads;
     for (int r = 0; r < 3; ++r) {
@@ -213,8 +186,8 @@ TEST(DataParallelTest, BatchNotDivisibleByRanksIsRejected) {
 // its own rank, the collective, and what it found out about the peer, within
 // the collective timeout (plus the few seconds the diagnosis takes).
 void ExpectPeerFailureReported(bool peer_dies) {
-  const Dataset data = TinyData();
-  const int port = FreePort();
+  const Dataset data = TinySyntheticData();
+  const int port = FreeLoopbackPort();
   constexpr int kTimeoutS = 4;
   std::string error;
   double seconds = 0;

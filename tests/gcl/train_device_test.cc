@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/tiny_data.h"
 #include "worker/gcl/data/synthetic.h"
 #include "worker/gcl/train/finetune.h"
 #include "worker/gcl/train/pretrain.h"
@@ -23,6 +24,7 @@ namespace gcl::core {
 namespace {
 
 using ::gcl::testing::IsOk;
+using ::gcl::testing::TinySyntheticData;
 using ::gcl::testing::StatusIs;
 using ::testing::HasSubstr;
 
@@ -38,20 +40,6 @@ bool ExpectCuda() {
       GTEST_SKIP() << "no CUDA device visible";                              \
     }                                                                        \
   } while (0)
-
-Dataset TinyData() {
-  DatasetOptions o;
-  o.format = "synthetic";
-  o.image_size = 32;
-  o.synthetic.patients = 6;
-  o.synthetic.slices = 8;
-  o.synthetic.size = 32;
-  o.val_cases = 1;
-  o.test_cases = 1;
-  auto d = LoadDataset(o);
-  EXPECT_THAT(d, IsOk());
-  return *std::move(d);
-}
 
 PretrainOptions TinyFull() {
   PretrainOptions o;
@@ -165,7 +153,7 @@ TEST(DevicePlacementTest, AutocastCoversTheScopeOnlyAndEndCastsToFp32) {
 }
 
 TEST(DevicePlacementTest, Bf16PretrainOnCpuStaysFinite) {
-  const Dataset data = TinyData();
+  const Dataset data = TinySyntheticData();
   PretrainOptions o = TinyFull();
   o.device.precision = Precision::kBf16;
   const PretrainRun bf16 = RunPretrain(data, o);
@@ -184,7 +172,7 @@ TEST(DevicePlacementTest, Bf16PretrainOnCpuStaysFinite) {
 // parameters after 3 SGD steps to ~1e-2 of their scale.
 TEST(DevicePlacementTest, CudaPretrainMatchesCpu) {
   GCL_REQUIRE_CUDA();
-  const Dataset data = TinyData();
+  const Dataset data = TinySyntheticData();
   const PretrainRun cpu = RunPretrain(data, TinyFull());
   PretrainOptions o = TinyFull();
   o.device.device = TrainDevice::kCuda;

@@ -9,6 +9,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/tiny_data.h"
 #include "tests/testing/temp_dir.h"
 #include "worker/gcl/train/checkpoint.h"
 #include "worker/gcl/train/safetensors.h"
@@ -18,21 +19,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::gcl::testing::IsOk;
+using ::gcl::testing::TinySyntheticData;
 using ::gcl::testing::TempDir;
-
-Dataset TinyData() {
-  DatasetOptions o;
-  o.format = "synthetic";
-  o.image_size = 32;
-  o.synthetic.patients = 6;
-  o.synthetic.slices = 8;
-  o.synthetic.size = 32;
-  o.val_cases = 1;
-  o.test_cases = 1;
-  auto d = LoadDataset(o);
-  EXPECT_THAT(d, IsOk());
-  return *std::move(d);
-}
 
 PretrainOptions TinyFull(const std::string& out) {
   PretrainOptions o;
@@ -62,7 +50,7 @@ std::vector<std::string> ReadLines(const fs::path& p) {
 }
 
 TEST(PretrainTest, ResumeContinuesBitForBit) {
-  const Dataset data = TinyData();
+  const Dataset data = TinySyntheticData();
   TempDir straight_dir, resumed_dir;
 
   auto straight = Pretrainer::Create(data, TinyFull(straight_dir.path().string()));
@@ -103,7 +91,7 @@ TEST(PretrainTest, ResumeContinuesBitForBit) {
 }
 
 TEST(PretrainTest, CorruptNewestCheckpointFallsBackToOlder) {
-  const Dataset data = TinyData();
+  const Dataset data = TinySyntheticData();
   TempDir dir;
   PretrainOptions o = TinyFull(dir.path().string());
   o.checkpoint_every = 2;
@@ -127,7 +115,7 @@ TEST(PretrainTest, CorruptNewestCheckpointFallsBackToOlder) {
 }
 
 TEST(PretrainTest, WritesMetricsCheckpointsAndSafetensors) {
-  const Dataset data = TinyData();
+  const Dataset data = TinySyntheticData();
   TempDir dir;
   PretrainOptions o = TinyFull(dir.path().string());
   o.keep_checkpoints = 1;
@@ -166,7 +154,7 @@ TEST(PretrainTest, WritesMetricsCheckpointsAndSafetensors) {
 }
 
 TEST(PretrainTest, SimclrLossFalls) {
-  const Dataset data = TinyData();
+  const Dataset data = TinySyntheticData();
   PretrainOptions o;
   o.model.base = 4;
   o.model.depth = 3;
@@ -184,7 +172,7 @@ TEST(PretrainTest, SimclrLossFalls) {
 }
 
 TEST(PretrainTest, BadBatchIsAnError) {
-  const Dataset data = TinyData();
+  const Dataset data = TinySyntheticData();
   PretrainOptions o = TinyFull("");
   o.batch = 12;  // not patients x 2 phases x 4 positions
   auto t = Pretrainer::Create(data, o);
