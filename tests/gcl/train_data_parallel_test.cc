@@ -182,6 +182,37 @@ TEST(DataParallelTest, BatchNotDivisibleByRanksIsRejected) {
   for (const auto& e : states) EXPECT_THAT(e, HasSubstr("train.batch 16 is not a multiple of the 3 ranks"));
 }
 
+TEST(DataParallelTest, OptionsFromTheAgentsEnvironment) {
+  setenv("GCL_RANK", "1", 1);
+  setenv("GCL_WORLD_SIZE", "2", 1);
+  setenv("GCL_RENDEZVOUS", "10.0.0.5:29511", 1);
+  setenv("GCL_COLLECTIVE_TIMEOUT_S", "42", 1);
+  auto o = DataParallelOptionsFromEnv();
+  ASSERT_THAT(o, IsOk());
+  EXPECT_EQ(o->rank, 1);
+  EXPECT_EQ(o->world_size, 2);
+  EXPECT_EQ(o->rendezvous, "10.0.0.5:29511");
+  EXPECT_EQ(o->timeout, std::chrono::seconds(42));
+  setenv("GCL_RANK", "2", 1);
+  EXPECT_THAT(DataParallelOptionsFromEnv().status().message(),
+              HasSubstr("GCL_RANK=2 is outside [0, GCL_WORLD_SIZE=2)"));
+  setenv("GCL_RANK", "one", 1);
+  EXPECT_THAT(DataParallelOptionsFromEnv().status().message(),
+              HasSubstr("GCL_RANK='one' is not an integer"));
+  for (const char* v : {"GCL_RANK", "GCL_WORLD_SIZE", "GCL_RENDEZVOUS", "GCL_COLLECTIVE_TIMEOUT_S"}) {
+    unsetenv(v);
+  }
+  auto single = DataParallelOptionsFromEnv();
+  ASSERT_THAT(single, IsOk());
+  EXPECT_EQ(single->world_size, 1);
+  // A rendezvous that is not host:port is refused before any connection.
+  DataParallelOptions bad;
+  bad.world_size = 2;
+  bad.rendezvous = "no-port";
+  EXPECT_THAT(DataParallelGroup::Join(bad).status().message(),
+              HasSubstr("rendezvous 'no-port' is not host:port"));
+}
+
 // A peer that joined and then died, or stopped answering: rank 0 fails with
 // its own rank, the collective, and what it found out about the peer, within
 // the collective timeout (plus the few seconds the diagnosis takes).
