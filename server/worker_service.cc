@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "gcl/base/json.h"
 #include "server/checkpoint_download.h"
 #include "server/grpc_status.h"
@@ -28,6 +29,19 @@ std::string LogFileLine(const gcl::v1::LogLine& line) {
 std::string WorkerLabelsJson(const gcl::v1::RegisterRequest& req) {
   std::map<std::string, std::string> labels(req.labels().begin(), req.labels().end());
   if (!req.metrics_address().empty()) labels["metrics_address"] = req.metrics_address();
+  // A worker with GPUs: its device ids (assignments name them) and names.
+  bool cuda = false;
+  std::vector<std::string> ids, names;
+  for (const gcl::v1::Device& d : req.devices()) {
+    cuda = cuda || d.type() == gcl::v1::DEVICE_TYPE_CUDA;
+    ids.push_back(d.id());
+    names.push_back(d.name());
+  }
+  if (cuda) {
+    labels[kDeviceTypeLabel] = "cuda";
+    labels[kDeviceIdsLabel] = absl::StrJoin(ids, ",");
+    labels[kDeviceNamesLabel] = absl::StrJoin(names, ";");
+  }
   std::string out = "{";
   for (const auto& [k, v] : labels) {
     absl::StrAppend(&out, out.size() > 1 ? "," : "", JsonQuote(k), ":", JsonQuote(v));
