@@ -153,6 +153,7 @@ SchedulePlan Schedule(std::vector<QueuedJob> jobs, std::vector<WorkerCapacity> w
   // type (cuda) or of any type (kind kAny and !typed).
   auto tightest = [&](int64_t need, int64_t count, bool typed, bool cuda) {
     std::vector<std::pair<int64_t, std::string>> fits;
+    if (typed && (cuda ? cuda_workers : cpu_workers) == 0) return fits;  // no scan in vain
     for (auto it = by_free.lower_bound({need, std::string()});
          it != by_free.end() && static_cast<int64_t>(fits.size()) < count; ++it) {
       if (!typed || is_cuda(it->second) == cuda) fits.push_back(*it);
@@ -215,6 +216,7 @@ SchedulePlan Schedule(std::vector<QueuedJob> jobs, std::vector<WorkerCapacity> w
     auto fit = by_free.lower_bound({job.devices, std::string()});
     if (job.device != DeviceKind::kAny) {
       const bool cuda = job.device == DeviceKind::kCuda;
+      if ((cuda ? cuda_workers : cpu_workers) == 0) fit = by_free.end();
       while (fit != by_free.end() && is_cuda(fit->second) != cuda) ++fit;
     }
     if (fit != by_free.end()) {

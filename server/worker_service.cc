@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -168,6 +169,16 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const gcl::v1::Re
                                          gcl::v1::RegisterResponse* resp) {
   if (req->worker_id().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "worker_id: required");
+  }
+  // Device ids are kept comma-joined (job_convert.h) and name ranks' devices.
+  std::set<std::string> ids;
+  for (int i = 0; i < req->devices_size(); ++i) {
+    const std::string& id = req->devices(i).id();
+    if (id.empty() || id.find(',') != std::string::npos || !ids.insert(id).second) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("devices[", i, "].id \"", id,
+                                       "\": must be non-empty, unique and without commas"));
+    }
   }
   storage::Registry& reg = plane_->registry();
   storage::WorkerRecord w;

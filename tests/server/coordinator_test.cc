@@ -382,6 +382,17 @@ TEST_F(CoordinatorTest, CudaJobsRunOnGpuWorkersWithTheirRegisteredDeviceIds) {
   EXPECT_EQ(gpu_w->devices(2).id(), "cuda:3");
   EXPECT_EQ(gpu_w->devices(2).type(), gcl::v1::DEVICE_TYPE_CUDA);
   EXPECT_EQ(gpu_w->devices(2).name(), "NVIDIA H100 80GB HBM3");
+
+  // Device ids name the ranks' devices: a repeated one is refused.
+  grpc::ClientContext bad_ctx;
+  gcl::v1::RegisterRequest bad;
+  bad.set_worker_id("bad-w");
+  bad.add_devices()->set_id("cuda:0");
+  bad.add_devices()->set_id("cuda:0");
+  gcl::v1::RegisterResponse bad_resp;
+  const grpc::Status refused = workers_->Register(&bad_ctx, bad, &bad_resp);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.error_message(), HasSubstr("devices[1].id \"cuda:0\""));
 }
 
 TEST_F(CoordinatorTest, UnsatisfiableJobIsHeldWithReason) {
