@@ -28,15 +28,29 @@ std::string PlacedReason(const std::vector<std::string>& workers) {
                       "; starting at the first one's next heartbeat");
 }
 
-// Fills in what differs between the members of one attempt.
+// Fills in what differs between the members of one attempt; device_ids are
+// the worker's registered ids of the member's devices.
 void SetMember(const JobRecord& job, const storage::GangAttempt& gang,
-               const storage::AttemptMember& m, gcl::v1::Assignment* a) {
+               const storage::AttemptMember& m, const std::vector<std::string>& device_ids,
+               gcl::v1::Assignment* a) {
   a->set_attempt(gang.attempt);
   a->set_rank(static_cast<int32_t>(m.node_index * m.devices));
   a->set_world_size(static_cast<int32_t>(std::max<int64_t>(1, job.devices)));
   a->set_rendezvous(gang.rendezvous);
   a->clear_device_ids();
-  for (const std::string& id : m.device_ids) a->add_device_ids(id);
+  for (const std::string& id : device_ids) a->add_device_ids(id);
+}
+
+DeviceKind KindOf(const gcl::v1::JobSpec& spec) {
+  switch (spec.resources().device_type()) {
+    case gcl::v1::DEVICE_TYPE_CUDA: return DeviceKind::kCuda;
+    case gcl::v1::DEVICE_TYPE_CPU: return DeviceKind::kCpu;
+    default: return DeviceKind::kAny;
+  }
+}
+
+bool OfKind(DeviceKind kind, const WorkerCapacity& w) {
+  return kind == DeviceKind::kAny || (kind == DeviceKind::kCuda) == w.cuda;
 }
 
 }  // namespace
@@ -72,7 +86,8 @@ absl::Status ControlPlane::LoadLeasesLocked(int64_t now) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::map<std::string, int64_t>> ControlPlane::SyncWorkers() {
+absl::StatusOr<std::map<std::string, int64_t>> ControlPlane::SyncWorkers(
+    std::set<std::string>* cuda) {
   GCL_ASSIGN_OR_RETURN(auto workers, registry_->ListWorkers());
   const int64_t now = registry_->NowMs();
   absl::MutexLock lock(&lease_mu_);
@@ -89,6 +104,7 @@ absl::StatusOr<std::map<std::string, int64_t>> ControlPlane::SyncWorkers() {
     l.expiry_ms = std::max(l.expiry_ms, w.lease_expiry_ms);
     l.alive = true;
     alive[w.id] = w.devices;
+    if (cuda != nullptr && HasCudaDevices(w)) cuda->insert(w.id);
   }
   return alive;
 }
@@ -173,7 +189,8 @@ absl::StatusOr<SchedulePlan> ControlPlane::RefreshQueueLocked() {
   // Cleared first: a change that lands while this pass reads marks it again.
   stale_ = false;
   GCL_RETURN_IF_ERROR(graph_.Advance());
-  GCL_ASSIGN_OR_RETURN(auto alive, SyncWorkers());
+  std::set<std::string> cuda;
+  GCL_ASSIGN_OR_RETURN(auto alive, SyncWorkers(&cuda));
   GCL_ASSIGN_OR_RETURN(auto in_use, registry_->DevicesInUse());
   GCL_ASSIGN_OR_RETURN(std::vector<storage::QueueEntry> queue, registry_->ListQueue());
   std::map<std::string, int64_t> free = alive;
@@ -183,7 +200,9 @@ absl::StatusOr<SchedulePlan> ControlPlane::RefreshQueueLocked() {
   }
   std::vector<WorkerCapacity> capacities;
   capacities.reserve(alive.size());
-  for (const auto& [id, devices] : alive) capacities.push_back({id, devices, free[id]});
+  for (const auto& [id, devices] : alive) {
+    capacities.push_back({id, devices, free[id], cuda.count(id) > 0});
+  }
   std::vector<QueuedJob> jobs;
   jobs.reserve(queue.size());
   std::unordered_map<std::string, const std::string*> current;  // id -> stored reason
@@ -197,7 +216,12 @@ absl::StatusOr<SchedulePlan> ControlPlane::RefreshQueueLocked() {
       held.emplace_back(q.id, std::move(hold.reason));
       continue;
     }
-    jobs.push_back({q.id, q.priority, q.submit_seq, q.devices, q.nodes});
+    GCL_ASSIGN_OR_RETURN(DeviceKind kind, JobDeviceKindLocked(q.id));
+    jobs.push_back({q.id, q.priority, q.submit_seq, q.devices, q.nodes, kind});
+  }
+  // Forget the jobs that left the queue.
+  for (auto it = job_kinds_.begin(); it != job_kinds_.end();) {
+    it = current.count(it->first) > 0 ? std::next(it) : job_kinds_.erase(it);
   }
   SchedulePlan plan = Schedule(std::move(jobs), capacities);
 
@@ -222,7 +246,9 @@ absl::StatusOr<SchedulePlan> ControlPlane::RefreshQueueLocked() {
   placed_ = std::move(placed);
   std::vector<WorkerCapacity> leftover;
   leftover.reserve(alive.size());
-  for (const auto& [id, devices] : alive) leftover.push_back({id, devices, free[id]});
+  for (const auto& [id, devices] : alive) {
+    leftover.push_back({id, devices, free[id], cuda.count(id) > 0});
+  }
   {
     absl::MutexLock lock(&leftover_mu_);
     leftover_ = std::move(leftover);
@@ -231,6 +257,15 @@ absl::StatusOr<SchedulePlan> ControlPlane::RefreshQueueLocked() {
   last_pass_ms_ = registry_->NowMs();
   ++passes_;
   return plan;
+}
+
+absl::StatusOr<DeviceKind> ControlPlane::JobDeviceKindLocked(const std::string& job_id) {
+  auto it = job_kinds_.find(job_id);
+  if (it != job_kinds_.end()) return it->second;
+  GCL_ASSIGN_OR_RETURN(JobRecord job, registry_->GetJob(job_id));
+  gcl::v1::JobSpec spec;
+  spec.ParseFromString(job.spec_blob);
+  return job_kinds_[job_id] = KindOf(spec);
 }
 
 absl::StatusOr<SchedulePlan> ControlPlane::RefreshQueue() {
@@ -251,14 +286,14 @@ absl::Status ControlPlane::MaybeRefresh() {
 
 // ---------------------------------------------------------------- submit
 
-std::string ControlPlane::ReasonForNewLocked(int64_t devices, int64_t nodes) {
+std::string ControlPlane::ReasonForNewLocked(int64_t devices, int64_t nodes, DeviceKind kind) {
   if (nodes > 1) {
     const int64_t per_node = devices / nodes;
     std::vector<WorkerCapacity*> fits;
     for (WorkerCapacity& w : leftover_) {
-      if (w.free_devices >= per_node) fits.push_back(&w);
+      if (w.free_devices >= per_node && OfKind(kind, w)) fits.push_back(&w);
     }
-    if (static_cast<int64_t>(fits.size()) < nodes) return GangWaitReason(nodes, per_node, leftover_);
+    if (static_cast<int64_t>(fits.size()) < nodes) return WaitReason(devices, nodes, kind, leftover_);
     std::stable_sort(fits.begin(), fits.end(), [](const WorkerCapacity* a, const WorkerCapacity* b) {
       return a->free_devices < b->free_devices;
     });
@@ -271,10 +306,10 @@ std::string ControlPlane::ReasonForNewLocked(int64_t devices, int64_t nodes) {
   }
   WorkerCapacity* best = nullptr;
   for (WorkerCapacity& w : leftover_) {
-    if (w.free_devices < devices) continue;
+    if (w.free_devices < devices || !OfKind(kind, w)) continue;
     if (best == nullptr || w.free_devices < best->free_devices) best = &w;
   }
-  if (best == nullptr) return WaitReason(devices, leftover_);
+  if (best == nullptr) return WaitReason(devices, 1, kind, leftover_);
   best->free_devices -= devices;  // the next submission does not count on them
   return PlacedReason({best->id});
 }
@@ -288,7 +323,9 @@ absl::StatusOr<JobRecord> ControlPlane::Submit(storage::NewJob job) {
   if (!have_plan) GCL_RETURN_IF_ERROR(RefreshQueue().status());  // once, before Start's pass
   {
     absl::MutexLock lock(&leftover_mu_);
-    job.reason = ReasonForNewLocked(job.devices, job.nodes);
+    gcl::v1::JobSpec spec;
+    spec.ParseFromString(job.spec_blob);
+    job.reason = ReasonForNewLocked(job.devices, job.nodes, KindOf(spec));
   }
   absl::StatusOr<JobRecord> created = committer_.CreateJob(std::move(job));
   RequestRefresh();  // claimed devices go back at the next pass even when this failed
@@ -398,10 +435,17 @@ absl::StatusOr<std::optional<gcl::v1::Assignment>> ControlPlane::StartPlacement(
   if (!gang.ok()) return gang.status();
   for (const storage::AttemptMember& m : gang->members) {
     if (m.worker_id != worker_id) continue;
-    SetMember(job, *gang, m, &a);
+    GCL_ASSIGN_OR_RETURN(std::vector<std::string> ids, MemberDeviceIds(m));
+    SetMember(job, *gang, m, ids, &a);
     return std::optional<gcl::v1::Assignment>(std::move(a));
   }
   return absl::InternalError(absl::StrCat("worker ", worker_id, " is no member of its placement"));
+}
+
+absl::StatusOr<std::vector<std::string>> ControlPlane::MemberDeviceIds(
+    const storage::AttemptMember& m) {
+  GCL_ASSIGN_OR_RETURN(storage::WorkerRecord w, registry_->GetWorker(m.worker_id));
+  return ToRegisteredDeviceIds(w, m.device_ids);
 }
 
 absl::StatusOr<gcl::v1::Assignment> ControlPlane::BuildAssignment(const JobRecord& job) {
@@ -430,7 +474,8 @@ absl::StatusOr<gcl::v1::Assignment> ControlPlane::ResendAssignment(const std::st
   GCL_ASSIGN_OR_RETURN(gcl::v1::Assignment a, BuildAssignment(job));
   for (const storage::AttemptMember& m : gang.members) {
     if (m.worker_id != worker_id || m.state != storage::AttemptState::kRunning) continue;
-    SetMember(job, gang, m, &a);
+    GCL_ASSIGN_OR_RETURN(std::vector<std::string> ids, MemberDeviceIds(m));
+    SetMember(job, gang, m, ids, &a);
     return a;
   }
   return absl::FailedPreconditionError(

@@ -21,6 +21,7 @@
 #include <map>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -146,11 +147,19 @@ class ControlPlane {
       const Placement& p, const std::string& worker_id, gcl::v1::Assignment a);
   // Merges the workers table into leases_ (registrations and losses that
   // happened through the Registry); returns the ALIVE workers' devices.
-  absl::StatusOr<std::map<std::string, int64_t>> SyncWorkers() ABSL_LOCKS_EXCLUDED(lease_mu_);
+  // `cuda` (may be null) gets the ALIVE workers with CUDA devices.
+  absl::StatusOr<std::map<std::string, int64_t>> SyncWorkers(std::set<std::string>* cuda = nullptr)
+      ABSL_LOCKS_EXCLUDED(lease_mu_);
+  // The device type a queued job asks for (its spec's resources.device_type),
+  // read once per job and kept while it is queued.
+  absl::StatusOr<DeviceKind> JobDeviceKindLocked(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The worker's registered ids for a member's "dev:N" ids (job_convert.h).
+  absl::StatusOr<std::vector<std::string>> MemberDeviceIds(const storage::AttemptMember& m);
   absl::Status LoadLeasesLocked(int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lease_mu_);
   // The reason a new job needing `devices` gets from the leftover capacity;
   // claims the devices when it fits.
-  std::string ReasonForNewLocked(int64_t devices, int64_t nodes)
+  std::string ReasonForNewLocked(int64_t devices, int64_t nodes, DeviceKind kind)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(leftover_mu_);
 
   storage::Registry* registry_;
@@ -167,6 +176,8 @@ class ControlPlane {
   int64_t passes_ ABSL_GUARDED_BY(mu_) = 0;
   // The last plan's placements not started yet, per worker.
   std::map<std::string, std::vector<Placement>> placed_ ABSL_GUARDED_BY(mu_);
+  // JobDeviceKindLocked's cache: the queued jobs' device types.
+  std::map<std::string, DeviceKind> job_kinds_ ABSL_GUARDED_BY(mu_);
 
   // Submissions read this without waiting for a pass in progress.
   absl::Mutex leftover_mu_;

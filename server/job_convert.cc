@@ -6,6 +6,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "gcl/base/json.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace gcl::server {
@@ -100,6 +104,46 @@ gcl::v1::Checkpoint ToProtoCheckpoint(const storage::CheckpointRecord& r) {
   return c;
 }
 
+namespace {
+
+std::string Label(const storage::WorkerRecord& record, std::string_view key) {
+  absl::StatusOr<JsonValue> labels = ParseJson(record.labels_json, "workers.labels_json");
+  if (!labels.ok()) return "";
+  const JsonValue* v = labels->Find(key);
+  if (v == nullptr) return "";
+  absl::StatusOr<std::string> text = v->AsString();
+  return text.ok() ? *text : "";
+}
+
+}  // namespace
+
+bool HasCudaDevices(const storage::WorkerRecord& record) {
+  // Cheap pre-check: the scheduler asks this for every worker on every pass.
+  if (!absl::StrContains(record.labels_json, kDeviceTypeLabel)) return false;
+  return Label(record, kDeviceTypeLabel) == "cuda";
+}
+
+std::vector<std::string> RegisteredDeviceIds(const storage::WorkerRecord& record) {
+  if (!HasCudaDevices(record)) return {};
+  return absl::StrSplit(Label(record, kDeviceIdsLabel), ',', absl::SkipEmpty());
+}
+
+std::vector<std::string> ToRegisteredDeviceIds(const storage::WorkerRecord& record,
+                                               const std::vector<std::string>& ids) {
+  const std::vector<std::string> registered = RegisteredDeviceIds(record);
+  std::vector<std::string> out;
+  for (const std::string& id : ids) {
+    size_t n = 0;
+    if (absl::StartsWith(id, "dev:") && absl::SimpleAtoi(id.substr(4), &n) &&
+        n < registered.size()) {
+      out.push_back(registered[n]);
+    } else {
+      out.push_back(id);
+    }
+  }
+  return out;
+}
+
 gcl::v1::Worker ToProtoWorker(const storage::WorkerRecord& r,
                               const std::vector<std::string>& running_job_ids) {
   gcl::v1::Worker w;
@@ -109,10 +153,23 @@ gcl::v1::Worker ToProtoWorker(const storage::WorkerRecord& r,
   }
   w.set_id(r.id);
   w.set_hostname(r.address);
-  for (int64_t i = 0; i < r.devices; ++i) {
-    gcl::v1::Device* d = w.add_devices();
-    d->set_id("cpu:" + std::to_string(i));
-    d->set_type(gcl::v1::DEVICE_TYPE_CPU);
+  const std::vector<std::string> ids = RegisteredDeviceIds(r);
+  if (!ids.empty()) {
+    const std::vector<std::string> names =
+        absl::StrSplit(Label(r, kDeviceNamesLabel), ';');
+    for (size_t i = 0; i < ids.size(); ++i) {
+      gcl::v1::Device* d = w.add_devices();
+      d->set_id(ids[i]);
+      d->set_type(absl::StartsWith(ids[i], "cuda:") ? gcl::v1::DEVICE_TYPE_CUDA
+                                                    : gcl::v1::DEVICE_TYPE_CPU);
+      if (i < names.size()) d->set_name(names[i]);
+    }
+  } else {
+    for (int64_t i = 0; i < r.devices; ++i) {
+      gcl::v1::Device* d = w.add_devices();
+      d->set_id("cpu:" + std::to_string(i));
+      d->set_type(gcl::v1::DEVICE_TYPE_CPU);
+    }
   }
   if (w.devices_size() > 0) w.mutable_devices(0)->set_memory_bytes(r.memory_bytes);
   w.set_state(r.state == storage::WorkerState::kLost ? gcl::v1::WORKER_STATE_LOST

@@ -39,9 +39,29 @@ bool ToProtoEvent(const storage::JobEvent& event, gcl::v1::JobEvent* out);
 // The wire descriptor of a checkpoint row (id "c-" + 12 hex).
 gcl::v1::Checkpoint ToProtoCheckpoint(const storage::CheckpointRecord& record);
 
-// The wire worker: hostname = the registered address; one Device "cpu:i" per
-// registered device (the registry keeps only the count), memory on the
-// first; labels parsed from labels_json; ALIVE -> READY.
+// Worker labels under which the coordinator keeps what a worker with CUDA
+// devices registered (the registry's workers table keeps only a count):
+// "device_type" = "cuda", "device_ids" = "cuda:0,cuda:2" (registration
+// order), "device_names" = the names joined by ";". CPU workers have none.
+inline constexpr char kDeviceTypeLabel[] = "device_type";
+inline constexpr char kDeviceIdsLabel[] = "device_ids";
+inline constexpr char kDeviceNamesLabel[] = "device_names";
+
+// Whether a worker registered CUDA devices (its labels say so).
+bool HasCudaDevices(const storage::WorkerRecord& record);
+// The registered device ids of a CUDA worker, in registration order; empty
+// for a CPU worker (whose devices are "dev:N").
+std::vector<std::string> RegisteredDeviceIds(const storage::WorkerRecord& record);
+// The registry's "dev:N" ids of an attempt member as the worker's registered
+// ids ("cuda:2" is its N-th registered device); ids of a CPU worker, or
+// beyond what it registered, stay as they are.
+std::vector<std::string> ToRegisteredDeviceIds(const storage::WorkerRecord& record,
+                                               const std::vector<std::string>& ids);
+
+// The wire worker: hostname = the registered address; its registered
+// devices (ids, types and names) when it has CUDA devices, else one Device
+// "cpu:i" per registered device (the registry keeps only the count); memory
+// on the first; labels parsed from labels_json; ALIVE -> READY.
 gcl::v1::Worker ToProtoWorker(const storage::WorkerRecord& record,
                               const std::vector<std::string>& running_job_ids);
 

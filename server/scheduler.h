@@ -11,7 +11,8 @@
 // held for a gang that does not fit): the K best fits, in that order (node
 // 0, which runs rank 0, is the tightest fit). A job that does not fit does
 // not block smaller jobs behind it (backfill); there is no anti-starvation
-// aging yet.
+// aging yet. A job asking for CUDA (CPU) devices only goes to workers with
+// CUDA (CPU) devices.
 #pragma once
 
 #include <cstdint>
@@ -20,18 +21,26 @@
 
 namespace gcl::server {
 
+// The device type a job asks for (resources.device_type) and so the
+// workers it may run on: kCuda only on workers with CUDA devices, kCpu only
+// on CPU workers, kAny on either (a gang of kAny on workers of one type,
+// CUDA ones first).
+enum class DeviceKind { kAny, kCuda, kCpu };
+
 struct QueuedJob {
   std::string id;
   int32_t priority = 0;    // higher first
   int64_t submit_seq = 0;  // FIFO within a priority
   int64_t devices = 1;     // in total; REQUIRES >= 0
   int64_t nodes = 1;       // workers it spans; REQUIRES >= 1 and devices % nodes == 0
+  DeviceKind device = DeviceKind::kAny;
 };
 
 struct WorkerCapacity {
   std::string id;
   int64_t total_devices = 0;
   int64_t free_devices = 0;  // total minus devices of its active jobs
+  bool cuda = false;         // its devices are CUDA devices (a worker offers one type)
 };
 
 struct Placement {
@@ -70,5 +79,12 @@ std::string WaitReason(int64_t devices, const std::vector<WorkerCapacity>& worke
 // (unsatisfiable) or "needs 2 workers with 1 free device each; 1 has".
 std::string GangWaitReason(int64_t nodes, int64_t devices_per_node,
                            const std::vector<WorkerCapacity>& workers);
+// The same for a job asking for one device type, counting only the workers
+// of that type: "needs 2 CUDA devices; no registered worker has CUDA
+// devices", "needs 4 CUDA devices on one worker; the largest registered
+// CUDA worker has 2", "waiting for 1 free CPU device (most free on one CPU
+// worker: 0)". kAny: the untyped reasons above.
+std::string WaitReason(int64_t devices, int64_t nodes, DeviceKind kind,
+                       const std::vector<WorkerCapacity>& workers);
 
 }  // namespace gcl::server

@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "gcl/base/json.h"
 #include "server/checkpoint_download.h"
 #include "server/grpc_status.h"
@@ -28,6 +30,19 @@ std::string LogFileLine(const gcl::v1::LogLine& line) {
 std::string WorkerLabelsJson(const gcl::v1::RegisterRequest& req) {
   std::map<std::string, std::string> labels(req.labels().begin(), req.labels().end());
   if (!req.metrics_address().empty()) labels["metrics_address"] = req.metrics_address();
+  // A worker with GPUs: its device ids (assignments name them) and names.
+  bool cuda = false;
+  std::vector<std::string> ids, names;
+  for (const gcl::v1::Device& d : req.devices()) {
+    cuda = cuda || d.type() == gcl::v1::DEVICE_TYPE_CUDA;
+    ids.push_back(d.id());
+    names.push_back(d.name());
+  }
+  if (cuda) {
+    labels[kDeviceTypeLabel] = "cuda";
+    labels[kDeviceIdsLabel] = absl::StrJoin(ids, ",");
+    labels[kDeviceNamesLabel] = absl::StrJoin(names, ";");
+  }
   std::string out = "{";
   for (const auto& [k, v] : labels) {
     absl::StrAppend(&out, out.size() > 1 ? "," : "", JsonQuote(k), ":", JsonQuote(v));
@@ -154,6 +169,16 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const gcl::v1::Re
                                          gcl::v1::RegisterResponse* resp) {
   if (req->worker_id().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "worker_id: required");
+  }
+  // Device ids are kept comma-joined (job_convert.h) and name ranks' devices.
+  std::set<std::string> ids;
+  for (int i = 0; i < req->devices_size(); ++i) {
+    const std::string& id = req->devices(i).id();
+    if (id.empty() || id.find(',') != std::string::npos || !ids.insert(id).second) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("devices[", i, "].id \"", id,
+                                       "\": must be non-empty, unique and without commas"));
+    }
   }
   storage::Registry& reg = plane_->registry();
   storage::WorkerRecord w;

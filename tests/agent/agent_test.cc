@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -21,6 +22,7 @@
 namespace gcl::agent {
 namespace {
 
+using ::gcl::testing::StatusIs;
 using ::testing::HasSubstr;
 
 class FakeCoordinator final : public gcl::v1::WorkerService::Service {
@@ -108,6 +110,9 @@ dd if=/dev/urandom of="$out/checkpoints/step-00000001.ckpt" bs=1000 count=2500 2
 (cd "$out/checkpoints" && sha256sum step-00000001.ckpt > step-00000001.ckpt.sha256)
 echo "hello from $cmd"
 if [ -n "$GCL_RENDEZVOUS" ]; then echo "rank $GCL_RANK of $GCL_WORLD_SIZE at $GCL_RENDEZVOUS out $out threads $threads"; fi
+if [ -n "$CUDA_VISIBLE_DEVICES" ]; then
+  echo "rank $GCL_RANK visible $CUDA_VISIBLE_DEVICES order $CUDA_DEVICE_ORDER threads $threads"
+fi
 if [ "$GCL_JOB_ID" = "j-gang-fail" ]; then
   if [ "$GCL_RANK" = 1 ]; then echo "gcl-train: rank 1 of 2: collective all_reduce at step 12 failed: peer gone" >&2; exit 1; fi
   trap 'exit 143' TERM; while :; do sleep 0.05; done
@@ -182,6 +187,14 @@ class AgentTest : public ::testing::Test {
     fake_.cv.wait_for(lock, std::chrono::seconds(20),
                       [&] { return fake_.completed.count(job_id) > 0; });
     return fake_.completed.count(job_id) ? fake_.completed[job_id] : gcl::v1::CompleteRequest();
+  }
+
+  // Waits for the agent's Register; the request it sent.
+  gcl::v1::RegisterRequest AwaitRegister() {
+    std::unique_lock<std::mutex> lock(fake_.mu);
+    fake_.cv.wait_for(lock, std::chrono::seconds(20),
+                      [&] { return !fake_.registered.worker_id().empty(); });
+    return fake_.registered;
   }
 
   testing::TempDir dir_;
@@ -297,6 +310,123 @@ TEST_F(AgentTest, AFailedRankStopsItsLocalPeersAndIsNamedWithItsLastStderrLine) 
   EXPECT_TRUE(std::any_of(logs.begin(), logs.end(), [](const std::string& l) {
     return l.find("attempt 1 ended") != std::string::npos;
   }));
+}
+
+// A host whose nvidia-smi (a script first on PATH, printing recorded
+// output) lists 4 GPUs, of which the agent inherits CUDA_VISIBLE_DEVICES=1,3.
+class GpuAgentTest : public AgentTest {
+ protected:
+  void SetUp() override {
+    const std::string smi = (smi_dir_.path() / "nvidia-smi").string();
+    std::ofstream(smi) << "#!/bin/sh\n"
+                          "cat <<'EOF'\n"
+                          "0, GPU-5e2d6c3b-9b0a-2f4e-8c61-1a2b3c4d5e6f, NVIDIA H100 80GB HBM3, 81559\n"
+                          "1, GPU-0c1d2e3f-4a5b-6c7d-8e9f-a0b1c2d3e4f5, NVIDIA H100 80GB HBM3, 81559\n"
+                          "2, GPU-77aa88bb-99cc-0dd1-1ee2-2ff33a44b55c, NVIDIA H100 80GB HBM3, 81559\n"
+                          "3, GPU-deadbeef-0000-1111-2222-333344445555, NVIDIA H100 PCIe, 81559\n"
+                          "EOF\n";
+    ::chmod(smi.c_str(), 0755);
+    if (const char* p = std::getenv("PATH")) old_path_ = p;
+    if (const char* v = std::getenv("CUDA_VISIBLE_DEVICES")) old_visible_ = v;
+    had_visible_ = std::getenv("CUDA_VISIBLE_DEVICES") != nullptr;
+    ::setenv("PATH", (smi_dir_.path().string() + ":" + old_path_).c_str(), 1);
+    ::setenv("CUDA_VISIBLE_DEVICES", "1,3", 1);
+    AgentTest::SetUp();
+  }
+  void TearDown() override {
+    AgentTest::TearDown();
+    ::setenv("PATH", old_path_.c_str(), 1);
+    if (had_visible_) {
+      ::setenv("CUDA_VISIBLE_DEVICES", old_visible_.c_str(), 1);
+    } else {
+      ::unsetenv("CUDA_VISIBLE_DEVICES");
+    }
+  }
+
+  testing::TempDir smi_dir_;
+  std::string old_path_, old_visible_;
+  bool had_visible_ = false;
+};
+
+TEST_F(GpuAgentTest, RegistersTheVisibleGpusAndPinsEachRankToItsGpu) {
+  const gcl::v1::RegisterRequest reg = AwaitRegister();
+  ASSERT_EQ(reg.devices_size(), 2);
+  EXPECT_EQ(reg.devices(0).id(), "cuda:1");
+  EXPECT_EQ(reg.devices(0).type(), gcl::v1::DEVICE_TYPE_CUDA);
+  EXPECT_EQ(reg.devices(0).name(), "NVIDIA H100 80GB HBM3");
+  EXPECT_EQ(reg.devices(0).memory_bytes(), int64_t{81559} << 20);
+  EXPECT_EQ(reg.devices(1).id(), "cuda:3");
+  EXPECT_EQ(reg.devices(1).name(), "NVIDIA H100 PCIe");
+
+  // One rank on cuda:1, then a 2-rank job on cuda:3 and cuda:1.
+  gcl::v1::Assignment a;
+  a.set_job_id("j-gpu");
+  a.set_attempt(1);
+  a.mutable_spec()->set_kind(gcl::v1::KIND_PRETRAIN);
+  a.mutable_spec()->mutable_train()->set_steps(10);
+  a.add_device_ids("cuda:1");
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu);
+    fake_.pending.push_back(a);
+  }
+  auto done = AwaitComplete("j-gpu");
+  EXPECT_EQ(done.exit_code(), 0) << done.reason();
+  // No --threads for a GPU rank; CUDA counts GPUs in nvidia-smi's order.
+  EXPECT_THAT(LogTexts("j-gpu"), ::testing::Contains("rank 0 visible 1 order PCI_BUS_ID threads "));
+
+  a.set_job_id("j-gpu-2");
+  a.clear_device_ids();
+  a.add_device_ids("cuda:3");
+  a.add_device_ids("cuda:1");
+  a.set_world_size(2);
+  a.set_rendezvous("127.0.0.1:29556");
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu);
+    fake_.pending.push_back(a);
+  }
+  done = AwaitComplete("j-gpu-2");
+  EXPECT_EQ(done.exit_code(), 0) << done.reason();
+  const auto logs = LogTexts("j-gpu-2");
+  EXPECT_THAT(logs, ::testing::Contains("[rank 0] rank 0 visible 3 order PCI_BUS_ID threads "));
+  EXPECT_THAT(logs, ::testing::Contains("[rank 1] rank 1 visible 1 order PCI_BUS_ID threads "));
+}
+
+TEST(AgentCreateTest, GpuFlagsAndAFailingNvidiaSmi) {
+  testing::TempDir dir;
+  const std::string trainer = (dir.path() / "fake-train").string();
+  std::ofstream(trainer) << "#!/bin/sh\nexit 0\n";
+  ::chmod(trainer.c_str(), 0755);
+  const std::string smi = (dir.path() / "nvidia-smi").string();
+  std::ofstream(smi) << "#!/bin/sh\necho 'Failed to initialize NVML: Driver/library version mismatch'\n"
+                        "exit 18\n";
+  ::chmod(smi.c_str(), 0755);
+  const std::string old_path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  ::setenv("PATH", (dir.path().string() + ":" + old_path).c_str(), 1);
+  AgentOptions o;
+  o.coordinator = "127.0.0.1:1";
+  o.work_dir = (dir.path() / "work").string();
+  o.trainer_path = trainer;
+  auto agent = Agent::Create(o);
+  EXPECT_THAT(agent.status(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                       "exited with code 18: Failed to initialize NVML"));
+  EXPECT_THAT(agent.status().message(), HasSubstr("nvidia-smi --query-gpu="));
+  // --gpus none and an explicit --cpu-devices do not run it.
+  o.gpus = "none";
+  GCL_ASSERT_OK_AND_ASSIGN(auto cpu, Agent::Create(o));
+  ASSERT_EQ(cpu->devices().size(), 1u);
+  EXPECT_EQ(cpu->devices()[0].id(), "cpu:0");
+  o.gpus = "auto";
+  o.cpu_devices = 2;
+  GCL_ASSERT_OK_AND_ASSIGN(cpu, Agent::Create(o));
+  ASSERT_EQ(cpu->devices().size(), 2u);
+  EXPECT_EQ(cpu->devices()[1].type(), gcl::v1::DEVICE_TYPE_CPU);
+  o.gpus = "0";
+  EXPECT_THAT(Agent::Create(o).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "exclude each other"));
+  o.gpus = "zero";
+  o.cpu_devices = 0;
+  EXPECT_THAT(Agent::Create(o).status(), StatusIs(absl::StatusCode::kInvalidArgument, "--gpus zero"));
+  ::setenv("PATH", old_path.c_str(), 1);
 }
 
 }  // namespace

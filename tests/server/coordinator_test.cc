@@ -311,6 +311,90 @@ TEST_F(CoordinatorTest, CancelRunningGoesThroughTheWorker) {
   EXPECT_EQ(MustGet(job.id()).state(), gcl::v1::JOB_STATE_CANCELLED);
 }
 
+TEST_F(CoordinatorTest, CudaJobsRunOnGpuWorkersWithTheirRegisteredDeviceIds) {
+  ASSERT_TRUE(Register("cpu-w", 2).ok());
+  gcl::v1::Job cuda = Submit(std::string(kValidSpec) + "resources: {devices: 2, device_type: cuda}\n");
+  EXPECT_EQ(cuda.reason(), "needs 2 CUDA devices; no registered worker has CUDA devices");
+  gcl::v1::HeartbeatResponse hb;
+  ASSERT_TRUE(Heartbeat("cpu-w", &hb).ok());
+  EXPECT_EQ(hb.assignments_size(), 0);
+
+  // A worker offering GPUs 1, 2 and 3 (say CUDA_VISIBLE_DEVICES=1,2,3).
+  {
+    grpc::ClientContext ctx;
+    gcl::v1::RegisterRequest req;
+    req.set_worker_id("gpu-w");
+    req.set_hostname("localhost");
+    for (int i : {1, 2, 3}) {
+      gcl::v1::Device* d = req.add_devices();
+      d->set_id("cuda:" + std::to_string(i));
+      d->set_type(gcl::v1::DEVICE_TYPE_CUDA);
+      d->set_name("NVIDIA H100 80GB HBM3");
+      d->set_memory_bytes(int64_t{81559} << 20);
+    }
+    gcl::v1::RegisterResponse resp;
+    ASSERT_TRUE(workers_->Register(&ctx, req, &resp).ok());
+  }
+  EXPECT_EQ(MustGet(cuda.id()).reason(), "placed on worker gpu-w; starting at its next heartbeat");
+  ASSERT_TRUE(Heartbeat("gpu-w", &hb).ok());
+  ASSERT_EQ(hb.assignments_size(), 1);
+  EXPECT_THAT(hb.assignments(0).device_ids(), ::testing::ElementsAre("cuda:1", "cuda:2"));
+
+  // A CPU job skips the GPU worker's free device; an auto one may take it.
+  gcl::v1::Job cpu = Submit(std::string(kValidSpec) + "resources: {device_type: cpu}\n");
+  gcl::v1::Job gpu1 = Submit(std::string(kValidSpec) + "resources: {device_type: cuda}\n");
+  // The next pass is debounced: heartbeat until it placed them.
+  auto heartbeat_until_assigned = [&](const std::string& worker, std::vector<std::string> running) {
+    gcl::v1::HeartbeatResponse r;
+    for (int i = 0; i < 100 && r.assignments_size() == 0; ++i) {
+      if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      r.Clear();
+      EXPECT_TRUE(Heartbeat(worker, &r, running).ok());
+    }
+    return r;
+  };
+  gcl::v1::HeartbeatResponse on_gpu = heartbeat_until_assigned("gpu-w", {cuda.id()});
+  ASSERT_EQ(on_gpu.assignments_size(), 1);
+  EXPECT_EQ(on_gpu.assignments(0).job_id(), gpu1.id());
+  EXPECT_THAT(on_gpu.assignments(0).device_ids(), ::testing::ElementsAre("cuda:3"));
+  gcl::v1::HeartbeatResponse on_cpu = heartbeat_until_assigned("cpu-w", {});
+  ASSERT_EQ(on_cpu.assignments_size(), 1);
+  EXPECT_EQ(on_cpu.assignments(0).job_id(), cpu.id());
+  EXPECT_THAT(on_cpu.assignments(0).device_ids(), ::testing::ElementsAre("dev:0"));
+
+  // Resent (lost in transit) with the same ids.
+  gcl::v1::HeartbeatResponse again;
+  ASSERT_TRUE(Heartbeat("gpu-w", &again, {cuda.id()}).ok());
+  ASSERT_EQ(again.assignments_size(), 1);
+  EXPECT_EQ(again.assignments(0).job_id(), gpu1.id());
+  EXPECT_THAT(again.assignments(0).device_ids(), ::testing::ElementsAre("cuda:3"));
+
+  // ListWorkers shows the GPUs as registered.
+  grpc::ClientContext ctx;
+  gcl::v1::ListWorkersResponse list;
+  ASSERT_TRUE(jobs_->ListWorkers(&ctx, gcl::v1::ListWorkersRequest(), &list).ok());
+  const gcl::v1::Worker* gpu_w = nullptr;
+  for (const auto& w : list.workers()) {
+    if (w.id() == "gpu-w") gpu_w = &w;
+  }
+  ASSERT_NE(gpu_w, nullptr);
+  ASSERT_EQ(gpu_w->devices_size(), 3);
+  EXPECT_EQ(gpu_w->devices(2).id(), "cuda:3");
+  EXPECT_EQ(gpu_w->devices(2).type(), gcl::v1::DEVICE_TYPE_CUDA);
+  EXPECT_EQ(gpu_w->devices(2).name(), "NVIDIA H100 80GB HBM3");
+
+  // Device ids name the ranks' devices: a repeated one is refused.
+  grpc::ClientContext bad_ctx;
+  gcl::v1::RegisterRequest bad;
+  bad.set_worker_id("bad-w");
+  bad.add_devices()->set_id("cuda:0");
+  bad.add_devices()->set_id("cuda:0");
+  gcl::v1::RegisterResponse bad_resp;
+  const grpc::Status refused = workers_->Register(&bad_ctx, bad, &bad_resp);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.error_message(), HasSubstr("devices[1].id \"cuda:0\""));
+}
+
 TEST_F(CoordinatorTest, UnsatisfiableJobIsHeldWithReason) {
   ASSERT_TRUE(Register("w1", 1).ok());
   gcl::v1::Job job = Submit(std::string(kValidSpec) + "resources: {devices: 2}\n");

@@ -170,5 +170,62 @@ TEST(SchedulerTest, GangWaitsForAWorkerWhenNoneIsRegistered) {
   EXPECT_EQ(plan.waiting[0].reason, "waiting for a worker (none registered)");
 }
 
+// ---- device types (resources.device_type)
+
+TEST(SchedulerTest, CudaJobWaitsWhenNoWorkerHasCudaDevices) {
+  SchedulePlan plan = Schedule({{"gpu-job", 0, 1, 2, 1, DeviceKind::kCuda}}, {{"cpu", 4, 4, false}});
+  EXPECT_THAT(plan.placements, IsEmpty());
+  ASSERT_EQ(plan.waiting.size(), 1u);
+  EXPECT_EQ(plan.waiting[0].reason, "needs 2 CUDA devices; no registered worker has CUDA devices");
+  EXPECT_TRUE(plan.waiting[0].unsatisfiable);
+}
+
+TEST(SchedulerTest, JobsGoOnlyToWorkersOfTheirDeviceType) {
+  // The CPU worker is the tighter fit for every job; typed ones skip it.
+  std::vector<WorkerCapacity> workers = {{"cpu", 1, 1, false}, {"gpu", 4, 4, true}};
+  SchedulePlan plan = Schedule({{"cuda", 0, 1, 1, 1, DeviceKind::kCuda},
+                                {"cpu-job", 0, 2, 1, 1, DeviceKind::kCpu},
+                                {"any", 0, 3, 1, 1, DeviceKind::kAny}},
+                               workers);
+  EXPECT_THAT(PlacedIds(plan), ElementsAre("cuda@gpu", "cpu-job@cpu", "any@gpu"));
+  // A second CPU job waits although the GPU worker has 2 free devices.
+  plan = Schedule({{"cpu-a", 0, 1, 1, 1, DeviceKind::kCpu}, {"cpu-b", 0, 2, 1, 1, DeviceKind::kCpu}},
+                  workers);
+  EXPECT_THAT(PlacedIds(plan), ElementsAre("cpu-a@cpu"));
+  ASSERT_EQ(plan.waiting.size(), 1u);
+  EXPECT_EQ(plan.waiting[0].reason, "waiting for 1 free CPU device (most free on one CPU worker: 0)");
+  EXPECT_FALSE(plan.waiting[0].unsatisfiable);
+}
+
+TEST(SchedulerTest, CudaReasonsCountOnlyCudaWorkers) {
+  std::vector<WorkerCapacity> workers = {{"cpu", 8, 8, false}, {"gpu", 2, 2, true}};
+  SchedulePlan plan = Schedule({{"big", 0, 1, 4, 1, DeviceKind::kCuda}}, workers);
+  ASSERT_EQ(plan.waiting.size(), 1u);
+  EXPECT_EQ(plan.waiting[0].reason,
+            "needs 4 CUDA devices on one worker; the largest registered CUDA worker has 2");
+  EXPECT_TRUE(plan.waiting[0].unsatisfiable);
+  plan = Schedule({{"gang", 0, 1, 4, 2, DeviceKind::kCuda}}, workers);
+  ASSERT_EQ(plan.waiting.size(), 1u);
+  EXPECT_EQ(plan.waiting[0].reason,
+            "needs 2 workers with 2 CUDA devices each; 1 registered CUDA worker has that many");
+  EXPECT_EQ(WaitReason(1, 1, DeviceKind::kCpu, {{"gpu", 2, 2, true}}),
+            "needs 1 CPU device; no registered worker has CPU devices");
+  EXPECT_EQ(WaitReason(2, 1, DeviceKind::kAny, workers), "waiting for 2 free devices (most free on one worker: 8)");
+}
+
+TEST(SchedulerTest, AGangNeverMixesCudaAndCpuWorkers) {
+  // One GPU and one CPU worker cannot hold a 2-node gang of either type.
+  std::vector<WorkerCapacity> mixed = {{"cpu", 1, 1, false}, {"gpu", 1, 1, true}};
+  SchedulePlan plan = Schedule({{"gang", 0, 1, 2, 2, DeviceKind::kAny}}, mixed);
+  EXPECT_THAT(plan.placements, IsEmpty());
+  // Two of each: kAny takes the CUDA pair, kCpu the CPU pair.
+  std::vector<WorkerCapacity> four = {
+      {"c1", 1, 1, false}, {"c2", 1, 1, false}, {"g1", 1, 1, true}, {"g2", 1, 1, true}};
+  plan = Schedule({{"any", 0, 1, 2, 2, DeviceKind::kAny}, {"cpu", 0, 2, 2, 2, DeviceKind::kCpu}}, four);
+  ASSERT_EQ(plan.placements.size(), 2u);
+  EXPECT_THAT(plan.placements[0].workers, ElementsAre("g1", "g2"));
+  EXPECT_THAT(plan.placements[1].workers, ElementsAre("c1", "c2"));
+}
+
 }  // namespace
 }  // namespace gcl::server

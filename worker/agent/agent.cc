@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -15,6 +16,7 @@
 #include "gcl/base/status_macros.h"
 #include "gcl/spec/variants.h"
 #include "worker/agent/checkpoint_fetch.h"
+#include "worker/agent/gpu_discovery.h"
 #include "worker/agent/metrics_tail.h"
 #include "worker/agent/process_supervisor.h"
 #include "worker/agent/run_results.h"
@@ -152,8 +154,21 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
                                                    "-", options.rendezvous_port_max,
                                                    ": not a port range"));
   }
-  if (options.threads < 0 || options.cpu_devices < 1) {
-    return absl::InvalidArgumentError("threads must be >= 0 and cpu devices >= 1");
+  if (options.threads < 0 || options.cpu_devices < 0) {
+    return absl::InvalidArgumentError("threads and cpu devices must be >= 0");
+  }
+  GCL_ASSIGN_OR_RETURN(GpuRequest gpu_request, ParseGpuRequest(options.gpus));
+  std::vector<gcl::v1::Device> devices;
+  if (options.cpu_devices > 0) {
+    if (gpu_request.mode == GpuRequest::Mode::kList) {
+      return absl::InvalidArgumentError(
+          "--gpus LIST and --cpu-devices exclude each other (a worker offers one device type)");
+    }
+    devices = LocalDevices(options.cpu_devices);
+  } else {
+    GCL_ASSIGN_OR_RETURN(std::vector<GpuInfo> gpus,
+                         DiscoverGpus(gpu_request, std::getenv("CUDA_VISIBLE_DEVICES"), AgentLog));
+    devices = gpus.empty() ? LocalDevices(1) : ToDevices(gpus);
   }
   std::unique_ptr<MetricsExporter> metrics;
   if (!options.metrics_listen.empty()) {
@@ -163,6 +178,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
   }
   auto agent = std::unique_ptr<Agent>(new Agent(std::move(options), std::move(stub)));
   agent->metrics_ = std::move(metrics);
+  agent->devices_ = std::move(devices);
   return agent;
 }
 
@@ -220,7 +236,7 @@ absl::Status Agent::Register() {
                                                                : options_.advertise_address);
   req.set_rendezvous_port_min(options_.rendezvous_port_min);
   req.set_rendezvous_port_max(options_.rendezvous_port_max);
-  for (const auto& d : LocalDevices(options_.cpu_devices)) *req.add_devices() = d;
+  for (const auto& d : devices_) *req.add_devices() = d;
   (*req.mutable_labels())["cpu_cores"] = absl::StrCat(std::thread::hardware_concurrency());
   for (const auto& id : RunningJobIds()) req.add_running_job_ids(id);
   req.set_metrics_address(metrics_address());
@@ -476,7 +492,9 @@ void Agent::RunAttempt(Attempt* attempt) {
                 absl::StrCat("GCL_WORLD_SIZE=", world_size),
                 absl::StrCat("GCL_RENDEZVOUS=", asg.rendezvous())};
       if (gpu) {
+        // nvidia-smi's index (PCI bus order); CUDA's default order is fastest first.
         lo.env.push_back(absl::StrCat("CUDA_VISIBLE_DEVICES=", DeviceIndex(asg.device_ids(i))));
+        lo.env.push_back("CUDA_DEVICE_ORDER=PCI_BUS_ID");
       }
       lo.working_dir = dir.string();
       const std::string prefix = world_size > 1 ? absl::StrCat("[rank ", rank, "] ") : "";

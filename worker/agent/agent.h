@@ -16,7 +16,8 @@
 // metrics.jsonl (the only rank that writes checkpoints and metrics), the
 // others get out-rank-<r>/ and metrics-rank-<r>.jsonl. On CPU the ranks
 // share the agent's threads (--threads max(1, T / D)); on CUDA each sees one
-// GPU (CUDA_VISIBLE_DEVICES). When any local rank ends badly the others are
+// GPU (CUDA_VISIBLE_DEVICES=<index> of its "cuda:<index>" id, with
+// CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA numbers GPUs as nvidia-smi does). When any local rank ends badly the others are
 // killed and Complete names that rank and its last stderr line. A new
 // attempt of a job supersedes (kills) the attempt still running here.
 //
@@ -71,8 +72,14 @@ struct AgentOptions {
   // --threads max(1, threads / D); 0: all cores, and --threads only when
   // D > 1 ranks share the host.
   int threads = 0;
-  // CPU devices registered (each one rank of a data-parallel job).
-  int cpu_devices = 1;
+  // CPU devices registered (each one rank of a data-parallel job); 0: not
+  // given, i.e. the GPUs when some are found, else 1. A worker offers one
+  // type: a given count means CPU devices even where GPUs are.
+  int cpu_devices = 0;
+  // --gpus: "auto" (what nvidia-smi lists, narrowed by an inherited
+  // CUDA_VISIBLE_DEVICES), "none", or nvidia-smi indices "0,2"
+  // (gpu_discovery.h). Found GPUs are registered as "cuda:<index>".
+  std::string gpus = "auto";
 };
 
 class Agent {
@@ -99,7 +106,10 @@ class Agent {
   // host:port of the /metrics endpoint; "" without one.
   std::string metrics_address() const;
 
-  // "cpu:0" (memory = physical RAM); CUDA devices are not probed yet.
+  // The devices registered with the coordinator (decided by Create).
+  const std::vector<gcl::v1::Device>& devices() const { return devices_; }
+
+  // "cpu:0" (memory = physical RAM).
   static std::vector<gcl::v1::Device> LocalDevices();
   // "cpu:0" .. "cpu:<n-1>", the physical RAM split evenly.
   static std::vector<gcl::v1::Device> LocalDevices(int cpu_devices);
@@ -115,6 +125,7 @@ class Agent {
   void SetupContext(grpc::ClientContext* ctx, bool deadline) const;
 
   AgentOptions options_;
+  std::vector<gcl::v1::Device> devices_;  // immutable after Create
   std::unique_ptr<gcl::v1::WorkerService::StubInterface> stub_;
   std::unique_ptr<MetricsExporter> metrics_;  // null without --metrics-listen
   absl::Duration heartbeat_interval_ = absl::Seconds(5);

@@ -7,12 +7,16 @@
 // $GCL_TLS_KEY. With TLS, ADDR must be a name in the coordinator's certificate.
 //              [--metrics-listen HOST:PORT] [--metrics-grace SECONDS]
 //              [--advertise-address HOST] [--rendezvous-ports LO-HI]
-//              [--threads N] [--cpu-devices N]
+//              [--threads N] [--cpu-devices N] [--gpus auto|none|LIST]
 // --advertise-address: how other hosts reach this one (the c10d rendezvous
 // host of gangs whose rank 0 runs here; default the host name);
 // --rendezvous-ports: the ports the coordinator may give such a rendezvous
 // (default 29500-29999); --threads: CPU threads the ranks of one assignment
-// share (default all cores); --cpu-devices: CPU ranks offered (default 1).
+// share (default all cores); --cpu-devices: CPU ranks offered instead of
+// GPUs (default: 1 when no GPU is found); --gpus: the NVIDIA GPUs offered as
+// "cuda:<index>", found with nvidia-smi (default auto: every GPU it lists
+// that an inherited CUDA_VISIBLE_DEVICES leaves visible; none; or indices
+// like 0,2). A failing nvidia-smi stops gcl-worker; a missing one is no GPUs.
 // SIGINT/SIGTERM: kill the running trainers (grace) and exit.
 #include <signal.h>
 
@@ -34,7 +38,7 @@ int Usage(const char* why) {
                "[--worker-id ID] [--token TOKEN] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] "
                "[--stall-timeout S] [--kill-grace S] [--metrics-listen HOST:PORT] [--metrics-grace S] "
                "[--advertise-address HOST] [--rendezvous-ports LO-HI] [--threads N] "
-               "[--cpu-devices N]\n",
+               "[--cpu-devices N] [--gpus auto|none|LIST]\n",
                why);
   return 2;
 }
@@ -86,6 +90,8 @@ int main(int argc, char** argv) {
       const long n = std::strtol(v.c_str(), &end, 10);
       if (*end != '\0' || n < 1 || n > 4096) return Usage((arg + " needs an integer >= 1").c_str());
       (arg == "--threads" ? options.threads : options.cpu_devices) = static_cast<int>(n);
+    } else if (arg == "--gpus") {
+      options.gpus = v;
     } else if (arg == "--metrics-grace") {
       char* end = nullptr;
       const double s = std::strtod(v.c_str(), &end);
