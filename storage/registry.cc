@@ -934,35 +934,33 @@ absl::Status Registry::CloseMember(std::string_view job_id, int32_t attempt,
   return tx.Commit();
 }
 
+absl::StatusOr<std::vector<Registry::OpenMember>> Registry::OpenMembersLocked(
+    std::string_view worker_id) {
+  GCL_ASSIGN_OR_RETURN(
+      Statement st,
+      db_->Prepare("SELECT m.job_id, m.attempt, j.nodes, (j.attempt=m.attempt AND j.state IN "
+                   "('RUNNING','CANCELLING')) FROM attempt_members m JOIN jobs j ON "
+                   "j.id=m.job_id WHERE m.worker_id=?1 AND m.state='RUNNING' "
+                   "ORDER BY j.submit_seq"));
+  st.Bind(1, worker_id);
+  std::vector<OpenMember> open;
+  while (true) {
+    GCL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    open.push_back({st.ColumnText(0), static_cast<int32_t>(st.ColumnInt64(1)), st.ColumnInt64(2),
+                    st.ColumnInt64(3) != 0});
+  }
+  return open;
+}
+
 absl::StatusOr<std::vector<std::string>> Registry::ReconcileWorker(
     std::string_view worker_id, const std::vector<std::string>& running_job_ids) {
   absl::MutexLock lock(&mu_);
   GCL_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*db_));
-  struct Open {
-    std::string job_id;
-    int32_t attempt;
-    int64_t nodes;
-    bool current;
-  };
-  std::vector<Open> open;
-  {
-    GCL_ASSIGN_OR_RETURN(
-        Statement st,
-        db_->Prepare("SELECT m.job_id, m.attempt, j.nodes, (j.attempt=m.attempt AND j.state IN "
-                     "('RUNNING','CANCELLING')) FROM attempt_members m JOIN jobs j ON "
-                     "j.id=m.job_id WHERE m.worker_id=?1 AND m.state='RUNNING' "
-                     "ORDER BY j.submit_seq"));
-    st.Bind(1, worker_id);
-    while (true) {
-      GCL_ASSIGN_OR_RETURN(bool row, st.Step());
-      if (!row) break;
-      open.push_back({st.ColumnText(0), static_cast<int32_t>(st.ColumnInt64(1)),
-                      st.ColumnInt64(2), st.ColumnInt64(3) != 0});
-    }
-  }
+  GCL_ASSIGN_OR_RETURN(std::vector<OpenMember> open, OpenMembersLocked(worker_id));
   const int64_t now = NowMs();
   std::vector<std::string> requeued;
-  for (const Open& o : open) {
+  for (const OpenMember& o : open) {
     if (std::find(running_job_ids.begin(), running_job_ids.end(), o.job_id) !=
         running_job_ids.end()) {
       continue;
@@ -1294,30 +1292,18 @@ absl::StatusOr<std::vector<std::string>> Registry::MarkWorkerLost(std::string_vi
   }
   // Every member the worker may still run: current ones requeue their job,
   // draining ones (their attempt already ended) only free their devices.
+  GCL_ASSIGN_OR_RETURN(std::vector<OpenMember> open, OpenMembersLocked(worker_id));
   std::vector<std::string> jobs;
-  std::vector<std::pair<std::string, int32_t>> members;
-  {
-    GCL_ASSIGN_OR_RETURN(
-        Statement st,
-        db_->Prepare("SELECT m.job_id, m.attempt, (j.attempt=m.attempt AND j.state IN "
-                     "('RUNNING','CANCELLING')) FROM attempt_members m JOIN jobs j ON "
-                     "j.id=m.job_id WHERE m.worker_id=?1 AND m.state='RUNNING' "
-                     "ORDER BY j.submit_seq"));
-    st.Bind(1, worker_id);
-    while (true) {
-      GCL_ASSIGN_OR_RETURN(bool row, st.Step());
-      if (!row) break;
-      members.emplace_back(st.ColumnText(0), static_cast<int32_t>(st.ColumnInt64(1)));
-      if (st.ColumnInt64(2) != 0) jobs.push_back(st.ColumnText(0));
-    }
+  for (const OpenMember& o : open) {
+    if (o.current) jobs.push_back(o.job_id);
   }
   const std::string why =
       reason.empty() ? internal::Cat("worker ", worker_id, " lost") : std::string(reason);
   AttemptOutcome lost;
   lost.state = AttemptState::kLost;
   lost.reason = why;
-  for (const auto& [id, attempt] : members) {
-    GCL_RETURN_IF_ERROR(CloseMembersLocked(id, attempt, worker_id, lost, now).status());
+  for (const OpenMember& o : open) {
+    GCL_RETURN_IF_ERROR(CloseMembersLocked(o.job_id, o.attempt, worker_id, lost, now).status());
   }
   for (const std::string& id : jobs) GCL_RETURN_IF_ERROR(RequeueLocked(id, why, now).status());
   GCL_RETURN_IF_ERROR(tx.Commit());

@@ -490,6 +490,17 @@ class Registry {
   absl::StatusOr<int> CloseMembersLocked(std::string_view job_id, int32_t attempt,
                                          std::string_view worker_id, const AttemptOutcome& outcome,
                                          int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The RUNNING members on worker_id, by submission: `current` when their
+  // attempt is the job's running one (else the attempt ended and the member
+  // is only draining).
+  struct OpenMember {
+    std::string job_id;
+    int32_t attempt = 0;
+    int64_t nodes = 1;
+    bool current = false;
+  };
+  absl::StatusOr<std::vector<OpenMember>> OpenMembersLocked(std::string_view worker_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<int64_t> AppendEventLocked(const JobEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<JobRecord>> QueryJobsLocked(std::string_view sql)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

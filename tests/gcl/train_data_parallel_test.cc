@@ -10,7 +10,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/free_port.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/tiny_data.h"
+#include "tests/testing/tiny_training.h"
 #include "tests/testing/temp_dir.h"
 #include "worker/gcl/dist/data_parallel_group.h"
 #include "worker/gcl/train/pretrain.h"
@@ -21,6 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::gcl::testing::FreeLoopbackPort;
 using ::gcl::testing::IsOk;
+using ::gcl::testing::TinyFullPretrainOptions;
 using ::gcl::testing::TinySyntheticData;
 using ::gcl::testing::TempDir;
 using ::testing::HasSubstr;
@@ -34,22 +35,10 @@ DataParallelOptions RankOptions(int rank, int world, int port, int timeout_s) {
   return o;
 }
 
+// full: the `full` configuration; else multi_gm (no pixel loss). 5 steps.
 PretrainOptions Tiny(bool full) {
-  PretrainOptions o;
-  o.model.base = 4;
-  o.model.depth = 3;
-  o.proj_dim = 16;
-  o.meta_labels = {MetaLabel::kPatient, MetaLabel::kPosition, MetaLabel::kPhase};
-  o.combine = CombineMode::kGradMitigator;
-  o.pixel_loss = full;
-  o.grad_filter = full;
-  o.pool_k = 4;
-  o.batch = 16;
-  o.steps = 5;
-  o.lr = 0.05;
-  o.threads = 1;
-  o.log_every = 1;
-  o.checkpoint_every = 0;
+  PretrainOptions o = TinyFullPretrainOptions(5);
+  o.pixel_loss = o.grad_filter = full;
   return o;
 }
 

@@ -15,7 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/tiny_data.h"
+#include "tests/testing/tiny_training.h"
 #include "worker/gcl/data/synthetic.h"
 #include "worker/gcl/train/finetune.h"
 #include "worker/gcl/train/pretrain.h"
@@ -24,6 +24,7 @@ namespace gcl::core {
 namespace {
 
 using ::gcl::testing::IsOk;
+using ::gcl::testing::TinyFullPretrainOptions;
 using ::gcl::testing::TinySyntheticData;
 using ::gcl::testing::StatusIs;
 using ::testing::HasSubstr;
@@ -41,24 +42,7 @@ bool ExpectCuda() {
     }                                                                        \
   } while (0)
 
-PretrainOptions TinyFull() {
-  PretrainOptions o;
-  o.model.base = 4;
-  o.model.depth = 3;
-  o.proj_dim = 16;
-  o.meta_labels = {MetaLabel::kPatient, MetaLabel::kPosition, MetaLabel::kPhase};
-  o.pixel_loss = true;
-  o.grad_filter = true;
-  o.pool_k = 4;
-  o.combine = CombineMode::kGradMitigator;
-  o.batch = 16;
-  o.steps = 3;
-  o.lr = 0.05;
-  o.threads = 1;
-  o.log_every = 1;
-  o.checkpoint_every = 0;
-  return o;
-}
+PretrainOptions TinyFull() { return TinyFullPretrainOptions(3); }
 
 // Per-step losses and the final flat state of a short pre-training run.
 struct PretrainRun {

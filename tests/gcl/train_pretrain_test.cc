@@ -9,7 +9,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/tiny_data.h"
+#include "tests/testing/tiny_training.h"
 #include "tests/testing/temp_dir.h"
 #include "worker/gcl/train/checkpoint.h"
 #include "worker/gcl/train/safetensors.h"
@@ -19,24 +19,12 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::gcl::testing::IsOk;
+using ::gcl::testing::TinyFullPretrainOptions;
 using ::gcl::testing::TinySyntheticData;
 using ::gcl::testing::TempDir;
 
 PretrainOptions TinyFull(const std::string& out) {
-  PretrainOptions o;
-  o.model.base = 4;
-  o.model.depth = 3;
-  o.proj_dim = 16;
-  o.meta_labels = {MetaLabel::kPatient, MetaLabel::kPosition, MetaLabel::kPhase};
-  o.pixel_loss = true;
-  o.grad_filter = true;
-  o.pool_k = 4;
-  o.combine = CombineMode::kGradMitigator;
-  o.batch = 16;
-  o.steps = 6;
-  o.lr = 0.05;
-  o.threads = 1;
-  o.log_every = 1;
+  PretrainOptions o = TinyFullPretrainOptions(6);
   o.checkpoint_every = 3;
   o.output_dir = out;
   return o;
