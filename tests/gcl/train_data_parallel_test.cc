@@ -93,7 +93,7 @@ torch::Tensor RunOneProcess(const Dataset& data, const PretrainOptions& options)
 // amplified by the training dynamics to 1.3e-5 (multi_gm) and 5.6e-5 (full
 // without GradFilter) after 5 steps. With GradFilter, the selection of the
 // top-scoring positives is discrete: a 1e-7 change can swap a near-tied
-// positive, and the gap is 7e-6 after one step and 3.5e-4 after 5. Each
+// positive, and the gap is 7e-6 after one step and 3.6e-4 after 5. Each
 // tolerance is ~5-10x the measured gap and far below the 5 steps' update.
 void ExpectSameAsOneProcess(PretrainOptions options, double tolerance) {
   const Dataset data = TinySyntheticData();
