@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <fstream>
 #include <string>
 
@@ -205,6 +206,13 @@ TEST(GpuDiscoveryTest, AFailingOrMalformedNvidiaSmiIsAnError) {
     FakeNvidiaSmi smi("#!/bin/sh\necho '0, GPU-1, H100, 80'\necho 'garbage'\n");
     EXPECT_THAT(DiscoverGpus({}, nullptr, [](const std::string&) {}).status(),
                 StatusIs(absl::StatusCode::kInvalidArgument, "line 2 \"garbage\""));
+  }
+  {
+    FakeNvidiaSmi smi("#!/bin/sh\nsleep 30\n");
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_THAT(QueryNvidiaSmi(nullptr, /*timeout_s=*/1).status(),
+                StatusIs(absl::StatusCode::kDeadlineExceeded, "did not answer within 1 s"));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
   }
   {
     // A driver without GPUs: no GPUs, not an error.

@@ -199,7 +199,7 @@ std::vector<gcl::v1::Device> ToDevices(const std::vector<GpuInfo>& gpus) {
   return out;
 }
 
-absl::StatusOr<std::vector<GpuInfo>> QueryNvidiaSmi(bool* found) {
+absl::StatusOr<std::vector<GpuInfo>> QueryNvidiaSmi(bool* found, int timeout_s) {
   const std::string binary = FindOnPath("nvidia-smi");
   if (found != nullptr) *found = !binary.empty();
   if (binary.empty()) return std::vector<GpuInfo>();
@@ -208,8 +208,9 @@ absl::StatusOr<std::vector<GpuInfo>> QueryNvidiaSmi(bool* found) {
   const int err_fd = ::mkstemp(err_path);
   if (err_fd < 0) return absl::InternalError("cannot create a temporary file for nvidia-smi");
   ::close(err_fd);
+  // coreutils' timeout: SIGKILL after timeout_s, exit status 137.
   const std::string command =
-      absl::StrCat(ShellQuote(binary), " --query-gpu=index,uuid,name,memory.total ",
+      absl::StrCat("timeout -s KILL ", timeout_s, " ", ShellQuote(binary), " --query-gpu=index,uuid,name,memory.total ",
                    "--format=csv,noheader,nounits 2>", ShellQuote(err_path));
   std::string out;
   int status = -1;
@@ -225,6 +226,11 @@ absl::StatusOr<std::vector<GpuInfo>> QueryNvidiaSmi(bool* found) {
   // A driver without GPUs says so and exits non-zero: that is no GPUs.
   if (status != 0 && absl::StrContains(out + err.str(), "No devices were found")) {
     return std::vector<GpuInfo>();
+  }
+  if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 137) {
+    return absl::DeadlineExceededError(absl::StrCat(binary, " (", kNvidiaSmiQuery,
+                                                    ") did not answer within ", timeout_s,
+                                                    " s (a hung driver?)"));
   }
   if (status != 0) {
     const std::string why = !FirstLine(err.str()).empty() ? FirstLine(err.str()) : FirstLine(out);

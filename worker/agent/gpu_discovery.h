@@ -64,8 +64,10 @@ std::vector<gcl::v1::Device> ToDevices(const std::vector<GpuInfo>& gpus);
 // whether the binary exists. No binary: an empty list (no GPUs), not an
 // error. A binary that cannot run, exits non-zero or prints lines
 // ParseNvidiaSmiOutput refuses: kFailedPrecondition / kInvalidArgument
-// naming the command (and its first output line or the bad line).
-absl::StatusOr<std::vector<GpuInfo>> QueryNvidiaSmi(bool* found);
+// naming the command (and its first output line or the bad line); one that
+// does not answer within timeout_s (a hung driver) is killed and
+// kDeadlineExceeded, so the agent's start-up never hangs on it.
+absl::StatusOr<std::vector<GpuInfo>> QueryNvidiaSmi(bool* found, int timeout_s = 30);
 
 // The GPUs gcl-worker offers for --gpus `request`: none for kNone (no
 // nvidia-smi run); else QueryNvidiaSmi narrowed by SelectGpus with
