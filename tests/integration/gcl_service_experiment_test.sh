@@ -8,25 +8,10 @@
 # Usage: gcl_service_experiment_test.sh COORDINATOR WORKER TRAINER GCLCTL EXAMPLES_DIR
 set -euo pipefail
 COORD="$1"; AGENT="$2"; TRAIN="$3"; CTL="$4"; EXAMPLES="$5"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do pkill -KILL -P "$p" 2>/dev/null || true; kill -KILL "$p" 2>/dev/null || true; done
-  if [ -n "${GCL_KEEP_WORK:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-cd "$WORK"
-export HOME="$WORK"
-fail() { echo "FAIL: $*" >&2; tail -n 20 coord.log w*.log >&2 || true; exit 1; }
-sql() { sqlite3 -cmd ".timeout 5000" reg.db "$1"; }
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/service_lib.sh"
 # state_is ID STATE; running_pretrains N
 state_is() { [ "$(sql "SELECT state FROM jobs WHERE id='$1'")" = "$2" ]; }
 running_pretrains() { [ "$(sql "SELECT count(*) FROM jobs WHERE state='RUNNING' AND kind='pretrain'")" = "$1" ]; }
-wait_for() {
-  local n=$(( $1 * 5 )); shift
-  for _ in $(seq "$n"); do "$@" && return 0; sleep 0.2; done
-  return 1
-}
 
 "$COORD" --listen 127.0.0.1:0 --db reg.db --lease-seconds 5 > coord.log 2>&1 &
 PIDS+=($!)

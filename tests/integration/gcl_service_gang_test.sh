@@ -17,25 +17,9 @@
 # Usage: gcl_service_gang_test.sh COORDINATOR WORKER TRAINER GCLCTL
 set -euo pipefail
 COORD="$1"; AGENT="$2"; TRAIN="$3"; CTL="$4"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do pkill -KILL -P "$p" 2>/dev/null || true; kill -KILL "$p" 2>/dev/null || true; done
-  if [ -n "${GCL_KEEP_WORK:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-cd "$WORK"
-export HOME="$WORK"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/service_lib.sh"
 # A rank whose peer vanished gives up within this (the agents pass it on).
 export GCL_COLLECTIVE_TIMEOUT_S=30
-fail() { echo "FAIL: $*" >&2; tail -n 30 coord*.log w*.log >&2 || true; exit 1; }
-sql() { sqlite3 -cmd ".timeout 5000" reg.db "$1"; }
-# wait_for SECONDS COMMAND...: polls every 0.2 s.
-wait_for() {
-  local n=$(( $1 * 5 )); shift
-  for _ in $(seq "$n"); do "$@" && return 0; sleep 0.2; done
-  return 1
-}
 
 "$COORD" --listen 127.0.0.1:0 --db reg.db --artifacts art --lease-seconds 3 > coord.log 2>&1 &
 PIDS+=($!)
