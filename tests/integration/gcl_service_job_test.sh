@@ -49,4 +49,12 @@ grep -q "RUNNING -> FAILED" watch2.txt || { cat watch2.txt; fail "failing job di
 grep -q "max_attempts (2) reached" watch2.txt || { cat watch2.txt; fail "no retry up to max_attempts"; }
 grep -q "/nonexistent/ACDC" watch2.txt || { cat watch2.txt; fail "the reason does not name the missing path"; }
 kill -0 "$AGENT_PID" || fail "the agent died with the job"
+# SIGTERM is a clean shutdown (its trainers are stopped first), not a kill.
+kill -TERM "$AGENT_PID"
+set +e
+wait "$AGENT_PID"
+RC=$?
+set -e
+[ $RC -eq 0 ] || fail "the agent exited $RC on SIGTERM, want 0"
+grep -q "shutting down" agent.log || fail "the agent did not log its shutdown"
 echo "service job: all checks passed"

@@ -46,6 +46,15 @@ int Usage(const char* why) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Signals are taken by a dedicated thread (sigwait), not a handler. Blocked
+  // first thing, so every thread started later (gRPC's, the agent's)
+  // inherits the mask and none of them dies of a SIGTERM.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
   gcl::agent::AgentOptions options;
   if (const char* token = std::getenv("GCL_TOKEN")) options.token = token;
   std::string tls_ca, tls_cert, tls_key;
@@ -114,14 +123,6 @@ int main(int argc, char** argv) {
   options.credentials = *credentials;
   // Metadata values may not hold the newline a token file often ends in.
   options.token = std::string(absl::StripAsciiWhitespace(options.token));
-
-  // Signals are taken by a dedicated thread (sigwait), not a handler.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
 
   auto agent = gcl::agent::Agent::Create(options);
   if (!agent.ok()) {
