@@ -24,8 +24,9 @@ CTL="$BUILD_DIR/client/gclctl"
 COORD_PID=$!
 WORKER_PID=
 stop() {
-  [ -n "$WORKER_PID" ] && kill -TERM "$WORKER_PID" 2>/dev/null && wait "$WORKER_PID" 2>/dev/null
-  kill -TERM "$COORD_PID" 2>/dev/null && wait "$COORD_PID" 2>/dev/null
+  # Under set -e a non-zero wait here would become the demo's exit status.
+  if [ -n "$WORKER_PID" ]; then kill -TERM "$WORKER_PID" 2>/dev/null && wait "$WORKER_PID" || true; fi
+  kill -TERM "$COORD_PID" 2>/dev/null && wait "$COORD_PID" || true
   return 0
 }
 trap stop EXIT
