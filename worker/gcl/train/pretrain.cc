@@ -21,7 +21,6 @@
 #include "worker/gcl/gradients/pcgrad.h"
 #include "worker/gcl/losses/image_loss.h"
 #include "worker/gcl/losses/pixel_loss.h"
-#include "worker/gcl/model/memory_format.h"
 #include "worker/gcl/model/projection_head.h"
 #include "worker/gcl/train/checkpoint.h"
 #include "worker/gcl/train/conflict_metrics.h"
