@@ -56,6 +56,34 @@ absl::Status ParseEnvInt(const char* name, int* out) {
   return absl::OkStatus();
 }
 
+// LibTorch 2.4+ asks for the libuv TCPStore by default, and builds without
+// libuv (Debian's 2.6) refuse it; the plain backend serves a few dozen ranks
+// as well. Older LibTorch has no such option.
+template <typename O>
+auto DisableLibUv(O& o, int) -> decltype(o.useLibUV = false, true) {
+  const bool was = o.useLibUV;
+  o.useLibUV = false;
+  return was;
+}
+template <typename O>
+bool DisableLibUv(O&, long) {
+  return false;
+}
+
+c10::intrusive_ptr<c10d::TCPStore> OpenStore(const std::string& host, c10d::TCPStoreOptions so) {
+  try {
+    return c10::make_intrusive<c10d::TCPStore>(host, so);
+  } catch (const std::exception& e) {
+    if (std::string(e.what()).find("libuv") == std::string::npos || !DisableLibUv(so, 0)) throw;
+    return c10::make_intrusive<c10d::TCPStore>(host, so);
+  }
+}
+
+// NCCL's own watchdog tears the process down once a collective exceeds the
+// group's timeout, before this rank could say which peer is lost. It gets
+// this margin, and our waits block with the collective timeout instead.
+constexpr auto kNcclWatchdogMargin = std::chrono::seconds(60);
+
 class GroupStatReducer : public BatchStatReducer {
  public:
   explicit GroupStatReducer(DataParallelGroup* group) : group_(group) {}
@@ -116,11 +144,11 @@ absl::StatusOr<std::unique_ptr<DataParallelGroup>> DataParallelGroup::Join(
     so.numWorkers = options.world_size;
     so.waitWorkers = true;
     so.timeout = options.timeout;
-    g->store_ = c10::make_intrusive<c10d::TCPStore>(parts[0], so);
+    g->store_ = OpenStore(parts[0], so);
     if (options.cuda) {
 #ifdef USE_C10D_NCCL
       auto no = c10d::ProcessGroupNCCL::Options::create();
-      no->timeout = options.timeout;
+      no->timeout = options.timeout + kNcclWatchdogMargin;
       g->group_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(g->store_, options.rank,
                                                               options.world_size, no);
 #else
@@ -216,10 +244,21 @@ c10::intrusive_ptr<c10d::Work> DataParallelGroup::StartAllReduceSum(torch::Tenso
   return group_->allreduce(ts);
 }
 
+void DataParallelGroup::Block(const c10::intrusive_ptr<c10d::Work>& work) {
+  // NCCL's wait() only orders the current CUDA stream after the collective;
+  // with an explicit timeout it blocks this thread and throws on expiry.
+  // Gloo's work enforces the group's timeout itself.
+  if (options_.cuda) {
+    work->wait(options_.timeout);
+  } else {
+    work->wait();
+  }
+}
+
 void DataParallelGroup::Wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
   const BlockedTimer timer(&blocked_ns_);
   try {
-    work->wait();
+    Block(work);
   } catch (const std::exception& e) {
     Fail(what, e.what());
   }
@@ -243,7 +282,7 @@ void DataParallelGroup::Broadcast(std::vector<torch::Tensor>& tensors, const std
       // NCCL moves CUDA tensors only; host state takes a trip through the device.
       const bool stage = options_.cuda && !t.is_cuda();
       std::vector<torch::Tensor> one = {stage ? t.to(torch::kCUDA) : t};
-      group_->broadcast(one)->wait();
+      Block(group_->broadcast(one));
       if (stage) t.copy_(one[0].cpu());
     }
   } catch (const std::exception& e) {
@@ -258,7 +297,7 @@ torch::Tensor DataParallelGroup::AllGather(const torch::Tensor& local, const std
   ++started_;
   const BlockedTimer timer(&blocked_ns_);
   try {
-    group_->allgather(out, in)->wait();
+    Block(group_->allgather(out, in));
   } catch (const std::exception& e) {
     Fail(what, e.what());
   }

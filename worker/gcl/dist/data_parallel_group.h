@@ -88,6 +88,8 @@ class DataParallelGroup {
 
  private:
   explicit DataParallelGroup(const DataParallelOptions& options);
+  // Waits for `work` to finish, within options_.timeout; throws on failure.
+  void Block(const c10::intrusive_ptr<c10d::Work>& work);
   [[noreturn]] void Fail(const std::string& what, const std::string& error);
   // Which peers' heartbeats stopped: reads every rank's heartbeat key, waits
   // a few heartbeat periods and reads again.
