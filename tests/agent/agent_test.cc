@@ -312,25 +312,29 @@ TEST_F(AgentTest, AFailedRankStopsItsLocalPeersAndIsNamedWithItsLastStderrLine) 
   }));
 }
 
-// A host whose nvidia-smi (a script first on PATH, printing recorded
-// output) lists 4 GPUs, of which the agent inherits CUDA_VISIBLE_DEVICES=1,3.
-class GpuAgentTest : public AgentTest {
+// A host whose nvidia-smi is a script first on PATH printing `smi_csv` for
+// the --query-gpu query and `smi_list` for -L, and whose agent inherits
+// CUDA_VISIBLE_DEVICES=`visible` (unset when null).
+class FakeGpuHostTest : public AgentTest {
  protected:
+  FakeGpuHostTest(std::string smi_csv, std::string smi_list, const char* visible)
+      : smi_csv_(std::move(smi_csv)), smi_list_(std::move(smi_list)), visible_(visible) {}
   void SetUp() override {
     const std::string smi = (smi_dir_.path() / "nvidia-smi").string();
     std::ofstream(smi) << "#!/bin/sh\n"
-                          "cat <<'EOF'\n"
-                          "0, GPU-5e2d6c3b-9b0a-2f4e-8c61-1a2b3c4d5e6f, NVIDIA H100 80GB HBM3, 81559\n"
-                          "1, GPU-0c1d2e3f-4a5b-6c7d-8e9f-a0b1c2d3e4f5, NVIDIA H100 80GB HBM3, 81559\n"
-                          "2, GPU-77aa88bb-99cc-0dd1-1ee2-2ff33a44b55c, NVIDIA H100 80GB HBM3, 81559\n"
-                          "3, GPU-deadbeef-0000-1111-2222-333344445555, NVIDIA H100 PCIe, 81559\n"
-                          "EOF\n";
+                          "if [ \"$1\" = -L ]; then cat <<'EOF'\n" << smi_list_ << "EOF\n"
+                          "else cat <<'EOF'\n" << smi_csv_ << "EOF\n"
+                          "fi\n";
     ::chmod(smi.c_str(), 0755);
     if (const char* p = std::getenv("PATH")) old_path_ = p;
     if (const char* v = std::getenv("CUDA_VISIBLE_DEVICES")) old_visible_ = v;
     had_visible_ = std::getenv("CUDA_VISIBLE_DEVICES") != nullptr;
     ::setenv("PATH", (smi_dir_.path().string() + ":" + old_path_).c_str(), 1);
-    ::setenv("CUDA_VISIBLE_DEVICES", "1,3", 1);
+    if (visible_ != nullptr) {
+      ::setenv("CUDA_VISIBLE_DEVICES", visible_, 1);
+    } else {
+      ::unsetenv("CUDA_VISIBLE_DEVICES");
+    }
     AgentTest::SetUp();
   }
   void TearDown() override {
@@ -342,11 +346,88 @@ class GpuAgentTest : public AgentTest {
       ::unsetenv("CUDA_VISIBLE_DEVICES");
     }
   }
+  // Runs a pretrain assignment on `devices` (ranks 0.. of a world of that
+  // size) to completion.
+  gcl::v1::CompleteRequest RunOn(const std::string& job_id, const std::vector<std::string>& devices) {
+    gcl::v1::Assignment a;
+    a.set_job_id(job_id);
+    a.set_attempt(1);
+    a.mutable_spec()->set_kind(gcl::v1::KIND_PRETRAIN);
+    a.mutable_spec()->mutable_train()->set_steps(10);
+    for (const std::string& d : devices) a.add_device_ids(d);
+    if (devices.size() > 1) {
+      a.set_world_size(static_cast<int>(devices.size()));
+      a.set_rendezvous("127.0.0.1:29556");
+    }
+    {
+      std::lock_guard<std::mutex> lock(fake_.mu);
+      fake_.pending.push_back(a);
+    }
+    return AwaitComplete(job_id);
+  }
 
   testing::TempDir smi_dir_;
+  std::string smi_csv_, smi_list_;
+  const char* visible_;
   std::string old_path_, old_visible_;
   bool had_visible_ = false;
 };
+
+// 4 GPUs (recorded output), of which the agent inherits CUDA_VISIBLE_DEVICES=1,3.
+class GpuAgentTest : public FakeGpuHostTest {
+ protected:
+  GpuAgentTest()
+      : FakeGpuHostTest(
+            "0, GPU-5e2d6c3b-9b0a-2f4e-8c61-1a2b3c4d5e6f, NVIDIA H100 80GB HBM3, 81559\n"
+            "1, GPU-0c1d2e3f-4a5b-6c7d-8e9f-a0b1c2d3e4f5, NVIDIA H100 80GB HBM3, 81559\n"
+            "2, GPU-77aa88bb-99cc-0dd1-1ee2-2ff33a44b55c, NVIDIA H100 80GB HBM3, 81559\n"
+            "3, GPU-deadbeef-0000-1111-2222-333344445555, NVIDIA H100 PCIe, 81559\n",
+            "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-5e2d6c3b-9b0a-2f4e-8c61-1a2b3c4d5e6f)\n"
+            "GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-0c1d2e3f-4a5b-6c7d-8e9f-a0b1c2d3e4f5)\n"
+            "GPU 2: NVIDIA H100 80GB HBM3 (UUID: GPU-77aa88bb-99cc-0dd1-1ee2-2ff33a44b55c)\n"
+            "GPU 3: NVIDIA H100 PCIe (UUID: GPU-deadbeef-0000-1111-2222-333344445555)\n",
+            "1,3") {}
+};
+
+// GPU 0 split into two MIG instances, GPU 1 whole (nvidia-smi -L's format).
+class MigAgentTest : public FakeGpuHostTest {
+ protected:
+  MigAgentTest()
+      : FakeGpuHostTest(
+            "0, GPU-e91edf3b-b297-37c1-a2a7-7601c7b5c6d3, NVIDIA A100-SXM4-40GB, 40960\n"
+            "1, GPU-1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901, NVIDIA A100-SXM4-40GB, 40960\n",
+            "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-e91edf3b-b297-37c1-a2a7-7601c7b5c6d3)\n"
+            "  MIG 3g.20gb     Device  0: (UUID: MIG-4d1f8b3c-6a2e-5b7d-9c0e-1f2a3b4c5d6e)\n"
+            "  MIG 2g.10gb     Device  1: (UUID: MIG-8b5ed2b0-2fa6-5f1c-a7b4-6bbd9ce0ad4a)\n"
+            "GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901)\n",
+            nullptr) {}
+};
+
+TEST_F(MigAgentTest, OffersMigInstancesPinsByUuidAndRefusesMultiRankJobsOnThem) {
+  const gcl::v1::RegisterRequest reg = AwaitRegister();
+  ASSERT_EQ(reg.devices_size(), 3);
+  EXPECT_EQ(reg.devices(0).id(), "cuda:0/mig0");
+  EXPECT_EQ(reg.devices(0).name(), "NVIDIA A100-SXM4-40GB MIG 3g.20gb");
+  EXPECT_EQ(reg.devices(0).memory_bytes(), int64_t{20} << 30);
+  EXPECT_EQ(reg.devices(1).id(), "cuda:0/mig1");
+  EXPECT_EQ(reg.devices(2).id(), "cuda:1");
+  EXPECT_EQ(reg.devices(2).memory_bytes(), int64_t{40960} << 20);
+
+  auto done = RunOn("j-mig", {"cuda:0/mig1"});
+  EXPECT_EQ(done.exit_code(), 0) << done.reason();
+  EXPECT_THAT(LogTexts("j-mig"),
+              ::testing::Contains("rank 0 visible MIG-8b5ed2b0-2fa6-5f1c-a7b4-6bbd9ce0ad4a order "
+                                  "PCI_BUS_ID threads "));
+  done = RunOn("j-whole", {"cuda:1"});
+  EXPECT_EQ(done.exit_code(), 0) << done.reason();
+  EXPECT_THAT(LogTexts("j-whole"), ::testing::Contains("rank 0 visible 1 order PCI_BUS_ID threads "));
+  // NCCL cannot connect MIG instances: refused before any trainer starts.
+  done = RunOn("j-mig-gang", {"cuda:1", "cuda:0/mig0"});
+  EXPECT_NE(done.exit_code(), 0);
+  EXPECT_THAT(done.reason(), HasSubstr("rank 0 of 2 was placed on MIG instance cuda:0/mig0, and NCCL "
+                                       "cannot connect ranks on MIG instances"));
+  EXPECT_THAT(LogTexts("j-mig-gang"), ::testing::Not(::testing::Contains(HasSubstr("hello from"))));
+}
 
 TEST_F(GpuAgentTest, RegistersTheVisibleGpusAndPinsEachRankToItsGpu) {
   const gcl::v1::RegisterRequest reg = AwaitRegister();
@@ -359,32 +440,12 @@ TEST_F(GpuAgentTest, RegistersTheVisibleGpusAndPinsEachRankToItsGpu) {
   EXPECT_EQ(reg.devices(1).name(), "NVIDIA H100 PCIe");
 
   // One rank on cuda:1, then a 2-rank job on cuda:3 and cuda:1.
-  gcl::v1::Assignment a;
-  a.set_job_id("j-gpu");
-  a.set_attempt(1);
-  a.mutable_spec()->set_kind(gcl::v1::KIND_PRETRAIN);
-  a.mutable_spec()->mutable_train()->set_steps(10);
-  a.add_device_ids("cuda:1");
-  {
-    std::lock_guard<std::mutex> lock(fake_.mu);
-    fake_.pending.push_back(a);
-  }
-  auto done = AwaitComplete("j-gpu");
+  auto done = RunOn("j-gpu", {"cuda:1"});
   EXPECT_EQ(done.exit_code(), 0) << done.reason();
   // No --threads for a GPU rank; CUDA counts GPUs in nvidia-smi's order.
   EXPECT_THAT(LogTexts("j-gpu"), ::testing::Contains("rank 0 visible 1 order PCI_BUS_ID threads "));
 
-  a.set_job_id("j-gpu-2");
-  a.clear_device_ids();
-  a.add_device_ids("cuda:3");
-  a.add_device_ids("cuda:1");
-  a.set_world_size(2);
-  a.set_rendezvous("127.0.0.1:29556");
-  {
-    std::lock_guard<std::mutex> lock(fake_.mu);
-    fake_.pending.push_back(a);
-  }
-  done = AwaitComplete("j-gpu-2");
+  done = RunOn("j-gpu-2", {"cuda:3", "cuda:1"});
   EXPECT_EQ(done.exit_code(), 0) << done.reason();
   const auto logs = LogTexts("j-gpu-2");
   EXPECT_THAT(logs, ::testing::Contains("[rank 0] rank 0 visible 3 order PCI_BUS_ID threads "));

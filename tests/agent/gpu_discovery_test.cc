@@ -127,8 +127,11 @@ TEST(GpuDiscoveryTest, CudaVisibleDevicesAndTheGpusListNarrowTheOffer) {
   // Uuids and unique uuid prefixes.
   GCL_ASSERT_OK_AND_ASSIGN(gpus, select(autodetect, "GPU-deadbeef,GPU-0c1d2e3f-4a5b-6c7d-8e9f-a0b1c2d3e4f5"));
   EXPECT_THAT(Indices(gpus), ElementsAre(1, 3));
+  EXPECT_THAT(select(autodetect, "GPU-4b2f").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "\"GPU-4b2f\" names no GPU nvidia-smi lists"));
   EXPECT_THAT(select(autodetect, "MIG-4b2f").status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, "\"MIG-4b2f\" names no GPU"));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "\"MIG-4b2f\" names no MIG instance nvidia-smi -L lists"));
   EXPECT_THAT(select(autodetect, "GPU-").status(),
               StatusIs(absl::StatusCode::kInvalidArgument, "matches several GPUs"));
   EXPECT_THAT(select(autodetect, "0,7").status(),
@@ -147,6 +150,108 @@ TEST(GpuDiscoveryTest, CudaVisibleDevicesAndTheGpusListNarrowTheOffer) {
   none.mode = GpuRequest::Mode::kNone;
   GCL_ASSERT_OK_AND_ASSIGN(gpus, select(none, nullptr));
   EXPECT_THAT(gpus, IsEmpty());
+}
+
+// GPU 0 split into two MIG instances, GPU 1 whole, in the format of
+// `nvidia-smi -L` (driver R470 and later; uuids made up).
+constexpr char kTwoA100[] =
+    "0, GPU-e91edf3b-b297-37c1-a2a7-7601c7b5c6d3, NVIDIA A100-SXM4-40GB, 40960\n"
+    "1, GPU-1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901, NVIDIA A100-SXM4-40GB, 40960\n";
+constexpr char kTwoA100List[] =
+    "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-e91edf3b-b297-37c1-a2a7-7601c7b5c6d3)\n"
+    "  MIG 3g.20gb     Device  0: (UUID: MIG-4d1f8b3c-6a2e-5b7d-9c0e-1f2a3b4c5d6e)\n"
+    "  MIG 2g.10gb     Device  1: (UUID: MIG-8b5ed2b0-2fa6-5f1c-a7b4-6bbd9ce0ad4a)\n"
+    "GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901)\n";
+
+std::vector<std::string> Ids(const std::vector<GpuInfo>& gpus) {
+  std::vector<std::string> out;
+  for (const GpuInfo& g : gpus) out.push_back(DeviceId(g));
+  return out;
+}
+
+std::vector<GpuInfo> TwoA100WithMig() {
+  absl::StatusOr<std::vector<GpuInfo>> gpus = ParseNvidiaSmiOutput(kTwoA100);
+  EXPECT_TRUE(gpus.ok());
+  gpus = ApplyMigInstances(*std::move(gpus), kTwoA100List);
+  EXPECT_TRUE(gpus.ok()) << gpus.status();
+  return gpus.ok() ? *gpus : std::vector<GpuInfo>();
+}
+
+TEST(GpuDiscoveryTest, MigInstancesReplaceTheirGpu) {
+  const std::vector<GpuInfo> gpus = TwoA100WithMig();
+  ASSERT_EQ(gpus.size(), 3u);
+  EXPECT_THAT(Ids(gpus), ElementsAre("cuda:0/mig0", "cuda:0/mig1", "cuda:1"));
+  EXPECT_EQ(CudaPin(gpus[0]), "MIG-4d1f8b3c-6a2e-5b7d-9c0e-1f2a3b4c5d6e");
+  EXPECT_EQ(CudaPin(gpus[1]), "MIG-8b5ed2b0-2fa6-5f1c-a7b4-6bbd9ce0ad4a");
+  EXPECT_EQ(CudaPin(gpus[2]), "1");
+  EXPECT_EQ(gpus[0].name, "NVIDIA A100-SXM4-40GB MIG 3g.20gb");
+  EXPECT_EQ(gpus[0].memory_bytes, int64_t{20} << 30);
+  EXPECT_EQ(gpus[1].memory_bytes, int64_t{10} << 30);
+  EXPECT_EQ(gpus[2].memory_bytes, 40960 * kMiB);
+  EXPECT_EQ(gpus[1].uuid, "GPU-e91edf3b-b297-37c1-a2a7-7601c7b5c6d3");  // the parent's
+  const std::vector<gcl::v1::Device> devices = ToDevices(gpus);
+  ASSERT_EQ(devices.size(), 3u);
+  EXPECT_EQ(devices[1].id(), "cuda:0/mig1");
+  EXPECT_EQ(devices[1].type(), gcl::v1::DEVICE_TYPE_CUDA);
+
+  // Older drivers name MIG devices "MIG-GPU-<uuid>/<gi>/<ci>"; no size in
+  // the profile is memory 0 (unknown).
+  GCL_ASSERT_OK_AND_ASSIGN(
+      std::vector<GpuInfo> old_driver,
+      ApplyMigInstances(*ParseNvidiaSmiOutput(kTwoA100),
+                        "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-e91edf3b)\n"
+                        "  MIG 1c.7g     Device 0: (UUID: MIG-GPU-e91edf3b/7/0)\n"));
+  EXPECT_THAT(Ids(old_driver), ElementsAre("cuda:0/mig0", "cuda:1"));
+  EXPECT_EQ(CudaPin(old_driver[0]), "MIG-GPU-e91edf3b/7/0");
+  EXPECT_EQ(old_driver[0].memory_bytes, 0);
+  // Output without MIG lines (or not -L's at all) changes nothing.
+  GCL_ASSERT_OK_AND_ASSIGN(std::vector<GpuInfo> plain,
+                           ApplyMigInstances(*ParseNvidiaSmiOutput(kTwoA100), kTwoA100));
+  EXPECT_THAT(Ids(plain), ElementsAre("cuda:0", "cuda:1"));
+}
+
+TEST(GpuDiscoveryTest, BadMigLinesNameTheCommandTheLineAndWhy) {
+  const std::vector<GpuInfo> gpus = *ParseNvidiaSmiOutput(kTwoA100);
+  EXPECT_THAT(ApplyMigInstances(gpus, "  MIG 1g.5gb Device 0: (UUID: MIG-1)\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "nvidia-smi -L: line 1 \"MIG 1g.5gb Device 0: (UUID: MIG-1)\": a MIG "
+                       "instance before any GPU line"));
+  EXPECT_THAT(ApplyMigInstances(gpus, "GPU 5: X (UUID: GPU-5)\n  MIG 1g.5gb Device 0: (UUID: MIG-1)\n")
+                  .status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "line 2 \"MIG 1g.5gb Device 0: (UUID: MIG-1)\": GPU 5 is not in the output of "
+                       "nvidia-smi --query-gpu"));
+  EXPECT_THAT(ApplyMigInstances(gpus, "GPU 0: X\n  MIG 1g.5gb Device 0: (UUID: GPU-1)\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "no \"UUID: MIG-...\""));
+  EXPECT_THAT(ApplyMigInstances(gpus, "GPU 0: X\n  MIG 1g.5gb Device x: (UUID: MIG-1)\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "no \"Device <number>:\""));
+}
+
+TEST(GpuDiscoveryTest, CudaVisibleDevicesAndTheGpusListSelectMigInstances) {
+  GpuRequest all;
+  GCL_ASSERT_OK_AND_ASSIGN(std::vector<GpuInfo> one, SelectGpus(TwoA100WithMig(), all, "MIG-8b5e"));
+  EXPECT_THAT(Ids(one), ElementsAre("cuda:0/mig1"));
+  // An index or the GPU's uuid selects all its instances.
+  GCL_ASSERT_OK_AND_ASSIGN(std::vector<GpuInfo> by_index, SelectGpus(TwoA100WithMig(), all, "0"));
+  EXPECT_THAT(Ids(by_index), ElementsAre("cuda:0/mig0", "cuda:0/mig1"));
+  GCL_ASSERT_OK_AND_ASSIGN(std::vector<GpuInfo> by_uuid,
+                           SelectGpus(TwoA100WithMig(), all, "GPU-e91e,1"));
+  EXPECT_THAT(Ids(by_uuid), ElementsAre("cuda:0/mig0", "cuda:0/mig1", "cuda:1"));
+  GpuRequest list;
+  list.mode = GpuRequest::Mode::kList;
+  list.indices = {1, 0};
+  GCL_ASSERT_OK_AND_ASSIGN(std::vector<GpuInfo> listed, SelectGpus(TwoA100WithMig(), list, nullptr));
+  EXPECT_THAT(Ids(listed), ElementsAre("cuda:1", "cuda:0/mig0", "cuda:0/mig1"));
+  list.indices = {0};
+  GCL_ASSERT_OK_AND_ASSIGN(listed, SelectGpus(TwoA100WithMig(), list, "MIG-4d1f"));
+  EXPECT_THAT(Ids(listed), ElementsAre("cuda:0/mig0"));
+  EXPECT_THAT(SelectGpus(TwoA100WithMig(), list, "1").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "GPU 0 is hidden by CUDA_VISIBLE_DEVICES=1"));
+  EXPECT_THAT(SelectGpus(TwoA100WithMig(), all, "MIG-ffff").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "\"MIG-ffff\" names no MIG instance nvidia-smi -L lists"));
+  EXPECT_THAT(SelectGpus(TwoA100WithMig(), all, "MIG-").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "matches several MIG instances"));
 }
 
 // Puts a script named nvidia-smi first on PATH (or PATH = an empty folder
@@ -173,6 +278,7 @@ class FakeNvidiaSmi {
 
 TEST(GpuDiscoveryTest, RunsNvidiaSmiFromPath) {
   FakeNvidiaSmi smi(std::string("#!/bin/sh\n") +
+                    "[ \"$1\" = -L ] && { echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-5e2d)'; exit 0; }\n"
                     "[ \"$1\" = --query-gpu=index,uuid,name,memory.total ] || exit 9\n"
                     "echo 'driver warning on stderr' >&2\n"
                     "printf '%s' '" + kFourH100 + "'\n");
@@ -192,6 +298,19 @@ TEST(GpuDiscoveryTest, RunsNvidiaSmiFromPath) {
                                   "cuda:1 (NVIDIA H100 80GB HBM3, 81559 MiB)"));
 }
 
+TEST(GpuDiscoveryTest, DiscoversMigInstancesThroughNvidiaSmiL) {
+  FakeNvidiaSmi smi(std::string("#!/bin/sh\n") + "if [ \"$1\" = -L ]; then printf '%s' '" +
+                    kTwoA100List + "'; else printf '%s' '" + kTwoA100 + "'; fi\n");
+  std::vector<std::string> logged;
+  GCL_ASSERT_OK_AND_ASSIGN(std::vector<GpuInfo> gpus, DiscoverGpus({}, nullptr, [&](const std::string& l) {
+                             logged.push_back(l);
+                           }));
+  EXPECT_THAT(Ids(gpus), ElementsAre("cuda:0/mig0", "cuda:0/mig1", "cuda:1"));
+  EXPECT_THAT(logged, ElementsAre("GPUs: cuda:0/mig0 (NVIDIA A100-SXM4-40GB MIG 3g.20gb, 20480 MiB), "
+                                  "cuda:0/mig1 (NVIDIA A100-SXM4-40GB MIG 2g.10gb, 10240 MiB), "
+                                  "cuda:1 (NVIDIA A100-SXM4-40GB, 40960 MiB)"));
+}
+
 TEST(GpuDiscoveryTest, AFailingOrMalformedNvidiaSmiIsAnError) {
   {
     FakeNvidiaSmi smi(
@@ -206,6 +325,14 @@ TEST(GpuDiscoveryTest, AFailingOrMalformedNvidiaSmiIsAnError) {
     FakeNvidiaSmi smi("#!/bin/sh\necho '0, GPU-1, H100, 80'\necho 'garbage'\n");
     EXPECT_THAT(DiscoverGpus({}, nullptr, [](const std::string&) {}).status(),
                 StatusIs(absl::StatusCode::kInvalidArgument, "line 2 \"garbage\""));
+  }
+  {
+    // The query works, -L does not.
+    FakeNvidiaSmi smi("#!/bin/sh\n[ \"$1\" = -L ] && { echo 'Unknown Error' >&2; exit 4; }\n"
+                      "echo '0, GPU-1, H100, 80'\n");
+    EXPECT_THAT(QueryNvidiaSmi(nullptr).status(),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         "(nvidia-smi -L) exited with code 4: Unknown Error"));
   }
   {
     FakeNvidiaSmi smi("#!/bin/sh\nsleep 30\n");

@@ -8,9 +8,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gcl/base/sha256.h"
 #include "gcl/base/status_macros.h"
@@ -68,10 +70,20 @@ int64_t CheckpointStep(const std::string& name) {
   return step;
 }
 
-// "dev:3" / "cuda:3" -> "3": the index after the last ':'.
-std::string DeviceIndex(const std::string& id) {
-  const size_t colon = id.rfind(':');
+// The CUDA_VISIBLE_DEVICES value for a device id this agent registered.
+std::string CudaPinOf(const std::map<std::string, std::string>& pins, const std::string& id) {
+  auto it = pins.find(id);
+  if (it != pins.end()) return it->second;
+  const size_t colon = id.rfind(':');  // "cuda:3" -> "3"
   return colon == std::string::npos ? id : id.substr(colon + 1);
+}
+
+// The first of `asg`'s devices that is a MIG instance; "" when none.
+std::string FirstMigDevice(const std::map<std::string, std::string>& pins, const Assignment& asg) {
+  for (const std::string& id : asg.device_ids()) {
+    if (absl::StartsWith(CudaPinOf(pins, id), "MIG-")) return id;
+  }
+  return "";
 }
 
 // GPU ranks are pinned to one device each; CPU ranks split the threads.
@@ -159,6 +171,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
   }
   GCL_ASSIGN_OR_RETURN(GpuRequest gpu_request, ParseGpuRequest(options.gpus));
   std::vector<gcl::v1::Device> devices;
+  std::map<std::string, std::string> cuda_pins;
   if (options.cpu_devices > 0) {
     if (gpu_request.mode == GpuRequest::Mode::kList) {
       return absl::InvalidArgumentError(
@@ -169,6 +182,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
     GCL_ASSIGN_OR_RETURN(std::vector<GpuInfo> gpus,
                          DiscoverGpus(gpu_request, std::getenv("CUDA_VISIBLE_DEVICES"), AgentLog));
     devices = gpus.empty() ? LocalDevices(1) : ToDevices(gpus);
+    for (const GpuInfo& g : gpus) cuda_pins[DeviceId(g)] = CudaPin(g);
   }
   std::unique_ptr<MetricsExporter> metrics;
   if (!options.metrics_listen.empty()) {
@@ -179,6 +193,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
   auto agent = std::unique_ptr<Agent>(new Agent(std::move(options), std::move(stub)));
   agent->metrics_ = std::move(metrics);
   agent->devices_ = std::move(devices);
+  agent->cuda_pins_ = std::move(cuda_pins);
   return agent;
 }
 
@@ -466,6 +481,10 @@ void Agent::RunAttempt(Attempt* attempt) {
     exit.reason = "agent: the job spec has no kind";
   } else if (!fetch_error.empty()) {
     exit.reason = fetch_error;
+  } else if (const std::string mig = FirstMigDevice(cuda_pins_, asg); world_size > 1 && !mig.empty()) {
+    exit.reason = absl::StrCat("agent: rank ", asg.rank(), " of ", world_size, " was placed on MIG instance ",
+                               mig, ", and NCCL cannot connect ranks on MIG instances: multi-rank "
+                               "jobs need whole GPUs");
   } else {
     const std::string spec_path = (dir / "spec.yaml").string();
     std::ofstream(spec_path, std::ios::trunc) << JobSpecToYaml(spec);
@@ -492,8 +511,9 @@ void Agent::RunAttempt(Attempt* attempt) {
                 absl::StrCat("GCL_WORLD_SIZE=", world_size),
                 absl::StrCat("GCL_RENDEZVOUS=", asg.rendezvous())};
       if (gpu) {
-        // nvidia-smi's index (PCI bus order); CUDA's default order is fastest first.
-        lo.env.push_back(absl::StrCat("CUDA_VISIBLE_DEVICES=", DeviceIndex(asg.device_ids(i))));
+        // nvidia-smi's index (PCI bus order; CUDA's default order is fastest
+        // first) or a MIG instance's uuid.
+        lo.env.push_back(absl::StrCat("CUDA_VISIBLE_DEVICES=", CudaPinOf(cuda_pins_, asg.device_ids(i))));
         lo.env.push_back("CUDA_DEVICE_ORDER=PCI_BUS_ID");
       }
       lo.working_dir = dir.string();

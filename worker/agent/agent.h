@@ -126,6 +126,8 @@ class Agent {
 
   AgentOptions options_;
   std::vector<gcl::v1::Device> devices_;  // immutable after Create
+  // Device id -> CUDA_VISIBLE_DEVICES value ("1", "MIG-..."); immutable after Create.
+  std::map<std::string, std::string> cuda_pins_;
   std::unique_ptr<gcl::v1::WorkerService::StubInterface> stub_;
   std::unique_ptr<MetricsExporter> metrics_;  // null without --metrics-listen
   absl::Duration heartbeat_interval_ = absl::Seconds(5);
