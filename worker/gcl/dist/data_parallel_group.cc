@@ -79,9 +79,9 @@ c10::intrusive_ptr<c10d::TCPStore> OpenStore(const std::string& host, c10d::TCPS
   }
 }
 
-// NCCL's own watchdog tears the process down once a collective exceeds the
-// group's timeout, before this rank could say which peer is lost. It gets
-// this margin, and our waits block with the collective timeout instead.
+// Our waits on NCCL block with the collective timeout and report the lost
+// peer. NCCL's watchdog checks the group's own timeout, this much later, as
+// a backstop for a host stuck outside our waits.
 constexpr auto kNcclWatchdogMargin = std::chrono::seconds(60);
 
 class GroupStatReducer : public BatchStatReducer {
@@ -147,6 +147,12 @@ absl::StatusOr<std::unique_ptr<DataParallelGroup>> DataParallelGroup::Join(
     g->store_ = OpenStore(parts[0], so);
     if (options.cuda) {
 #ifdef USE_C10D_NCCL
+      // By default (mode 3) NCCL's watchdog ends the process on any failed
+      // collective, also right after our timed-out wait aborted it, before
+      // this rank names the lost peer. Mode 2 still aborts the communicators
+      // (which unblocks the GPU) and leaves the report to us. Read by the
+      // constructor; a value the user set wins.
+      ::setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "2", /*overwrite=*/0);
       auto no = c10d::ProcessGroupNCCL::Options::create();
       no->timeout = options.timeout + kNcclWatchdogMargin;
       g->group_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(g->store_, options.rank,
