@@ -322,8 +322,12 @@ class FakeGpuHostTest : public AgentTest {
   void SetUp() override {
     const std::string smi = (smi_dir_.path() / "nvidia-smi").string();
     std::ofstream(smi) << "#!/bin/sh\n"
-                          "if [ \"$1\" = -L ]; then cat <<'EOF'\n" << smi_list_ << "EOF\n"
-                          "else cat <<'EOF'\n" << smi_csv_ << "EOF\n"
+                          "if [ \"$1\" = -L ]; then cat <<'EOF'\n"
+                       << smi_list_
+                       << "EOF\n"
+                          "else cat <<'EOF'\n"
+                       << smi_csv_
+                       << "EOF\n"
                           "fi\n";
     ::chmod(smi.c_str(), 0755);
     if (const char* p = std::getenv("PATH")) old_path_ = p;
@@ -348,7 +352,8 @@ class FakeGpuHostTest : public AgentTest {
   }
   // Runs a pretrain assignment on `devices` (ranks 0.. of a world of that
   // size) to completion.
-  gcl::v1::CompleteRequest RunOn(const std::string& job_id, const std::vector<std::string>& devices) {
+  gcl::v1::CompleteRequest RunOn(const std::string& job_id,
+                                 const std::vector<std::string>& devices) {
     gcl::v1::Assignment a;
     a.set_job_id(job_id);
     a.set_attempt(1);
@@ -420,12 +425,14 @@ TEST_F(MigAgentTest, OffersMigInstancesPinsByUuidAndRefusesMultiRankJobsOnThem) 
                                   "PCI_BUS_ID threads "));
   done = RunOn("j-whole", {"cuda:1"});
   EXPECT_EQ(done.exit_code(), 0) << done.reason();
-  EXPECT_THAT(LogTexts("j-whole"), ::testing::Contains("rank 0 visible 1 order PCI_BUS_ID threads "));
+  EXPECT_THAT(LogTexts("j-whole"),
+              ::testing::Contains("rank 0 visible 1 order PCI_BUS_ID threads "));
   // NCCL cannot connect MIG instances: refused before any trainer starts.
   done = RunOn("j-mig-gang", {"cuda:1", "cuda:0/mig0"});
   EXPECT_NE(done.exit_code(), 0);
-  EXPECT_THAT(done.reason(), HasSubstr("rank 0 of 2 was placed on MIG instance cuda:0/mig0, and NCCL "
-                                       "cannot connect ranks on MIG instances"));
+  EXPECT_THAT(done.reason(),
+              HasSubstr("rank 0 of 2 was placed on MIG instance cuda:0/mig0, and NCCL "
+                        "cannot connect ranks on MIG instances"));
   EXPECT_THAT(LogTexts("j-mig-gang"), ::testing::Not(::testing::Contains(HasSubstr("hello from"))));
 }
 

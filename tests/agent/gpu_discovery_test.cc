@@ -127,8 +127,9 @@ TEST(GpuDiscoveryTest, CudaVisibleDevicesAndTheGpusListNarrowTheOffer) {
   // Uuids and unique uuid prefixes.
   GCL_ASSERT_OK_AND_ASSIGN(gpus, select(autodetect, "GPU-deadbeef,GPU-0c1d2e3f-4a5b-6c7d-8e9f-a0b1c2d3e4f5"));
   EXPECT_THAT(Indices(gpus), ElementsAre(1, 3));
-  EXPECT_THAT(select(autodetect, "GPU-4b2f").status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, "\"GPU-4b2f\" names no GPU nvidia-smi lists"));
+  EXPECT_THAT(
+      select(autodetect, "GPU-4b2f").status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, "\"GPU-4b2f\" names no GPU nvidia-smi lists"));
   EXPECT_THAT(select(autodetect, "MIG-4b2f").status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "\"MIG-4b2f\" names no MIG instance nvidia-smi -L lists"));
@@ -216,11 +217,12 @@ TEST(GpuDiscoveryTest, BadMigLinesNameTheCommandTheLineAndWhy) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "nvidia-smi -L: line 1 \"MIG 1g.5gb Device 0: (UUID: MIG-1)\": a MIG "
                        "instance before any GPU line"));
-  EXPECT_THAT(ApplyMigInstances(gpus, "GPU 5: X (UUID: GPU-5)\n  MIG 1g.5gb Device 0: (UUID: MIG-1)\n")
-                  .status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       "line 2 \"MIG 1g.5gb Device 0: (UUID: MIG-1)\": GPU 5 is not in the output of "
-                       "nvidia-smi --query-gpu"));
+  EXPECT_THAT(
+      ApplyMigInstances(gpus, "GPU 5: X (UUID: GPU-5)\n  MIG 1g.5gb Device 0: (UUID: MIG-1)\n")
+          .status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "line 2 \"MIG 1g.5gb Device 0: (UUID: MIG-1)\": GPU 5 is not in the output of "
+               "nvidia-smi --query-gpu"));
   EXPECT_THAT(ApplyMigInstances(gpus, "GPU 0: X\n  MIG 1g.5gb Device 0: (UUID: GPU-1)\n").status(),
               StatusIs(absl::StatusCode::kInvalidArgument, "no \"UUID: MIG-...\""));
   EXPECT_THAT(ApplyMigInstances(gpus, "GPU 0: X\n  MIG 1g.5gb Device x: (UUID: MIG-1)\n").status(),
@@ -240,13 +242,15 @@ TEST(GpuDiscoveryTest, CudaVisibleDevicesAndTheGpusListSelectMigInstances) {
   GpuRequest list;
   list.mode = GpuRequest::Mode::kList;
   list.indices = {1, 0};
-  GCL_ASSERT_OK_AND_ASSIGN(std::vector<GpuInfo> listed, SelectGpus(TwoA100WithMig(), list, nullptr));
+  GCL_ASSERT_OK_AND_ASSIGN(std::vector<GpuInfo> listed,
+                           SelectGpus(TwoA100WithMig(), list, nullptr));
   EXPECT_THAT(Ids(listed), ElementsAre("cuda:1", "cuda:0/mig0", "cuda:0/mig1"));
   list.indices = {0};
   GCL_ASSERT_OK_AND_ASSIGN(listed, SelectGpus(TwoA100WithMig(), list, "MIG-4d1f"));
   EXPECT_THAT(Ids(listed), ElementsAre("cuda:0/mig0"));
-  EXPECT_THAT(SelectGpus(TwoA100WithMig(), list, "1").status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, "GPU 0 is hidden by CUDA_VISIBLE_DEVICES=1"));
+  EXPECT_THAT(
+      SelectGpus(TwoA100WithMig(), list, "1").status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, "GPU 0 is hidden by CUDA_VISIBLE_DEVICES=1"));
   EXPECT_THAT(SelectGpus(TwoA100WithMig(), all, "MIG-ffff").status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "\"MIG-ffff\" names no MIG instance nvidia-smi -L lists"));
@@ -277,11 +281,13 @@ class FakeNvidiaSmi {
 };
 
 TEST(GpuDiscoveryTest, RunsNvidiaSmiFromPath) {
-  FakeNvidiaSmi smi(std::string("#!/bin/sh\n") +
-                    "[ \"$1\" = -L ] && { echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-5e2d)'; exit 0; }\n"
-                    "[ \"$1\" = --query-gpu=index,uuid,name,memory.total ] || exit 9\n"
-                    "echo 'driver warning on stderr' >&2\n"
-                    "printf '%s' '" + kFourH100 + "'\n");
+  FakeNvidiaSmi smi(
+      std::string("#!/bin/sh\n") +
+      "[ \"$1\" = -L ] && { echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-5e2d)'; exit 0; }\n"
+      "[ \"$1\" = --query-gpu=index,uuid,name,memory.total ] || exit 9\n"
+      "echo 'driver warning on stderr' >&2\n"
+      "printf '%s' '" +
+      kFourH100 + "'\n");
   bool found = false;
   GCL_ASSERT_OK_AND_ASSIGN(std::vector<GpuInfo> gpus, QueryNvidiaSmi(&found));
   EXPECT_TRUE(found);
@@ -302,13 +308,14 @@ TEST(GpuDiscoveryTest, DiscoversMigInstancesThroughNvidiaSmiL) {
   FakeNvidiaSmi smi(std::string("#!/bin/sh\n") + "if [ \"$1\" = -L ]; then printf '%s' '" +
                     kTwoA100List + "'; else printf '%s' '" + kTwoA100 + "'; fi\n");
   std::vector<std::string> logged;
-  GCL_ASSERT_OK_AND_ASSIGN(std::vector<GpuInfo> gpus, DiscoverGpus({}, nullptr, [&](const std::string& l) {
-                             logged.push_back(l);
-                           }));
+  GCL_ASSERT_OK_AND_ASSIGN(
+      std::vector<GpuInfo> gpus,
+      DiscoverGpus({}, nullptr, [&](const std::string& l) { logged.push_back(l); }));
   EXPECT_THAT(Ids(gpus), ElementsAre("cuda:0/mig0", "cuda:0/mig1", "cuda:1"));
-  EXPECT_THAT(logged, ElementsAre("GPUs: cuda:0/mig0 (NVIDIA A100-SXM4-40GB MIG 3g.20gb, 20480 MiB), "
-                                  "cuda:0/mig1 (NVIDIA A100-SXM4-40GB MIG 2g.10gb, 10240 MiB), "
-                                  "cuda:1 (NVIDIA A100-SXM4-40GB, 40960 MiB)"));
+  EXPECT_THAT(logged,
+              ElementsAre("GPUs: cuda:0/mig0 (NVIDIA A100-SXM4-40GB MIG 3g.20gb, 20480 MiB), "
+                          "cuda:0/mig1 (NVIDIA A100-SXM4-40GB MIG 2g.10gb, 10240 MiB), "
+                          "cuda:1 (NVIDIA A100-SXM4-40GB, 40960 MiB)"));
 }
 
 TEST(GpuDiscoveryTest, AFailingOrMalformedNvidiaSmiIsAnError) {
@@ -328,8 +335,9 @@ TEST(GpuDiscoveryTest, AFailingOrMalformedNvidiaSmiIsAnError) {
   }
   {
     // The query works, -L does not.
-    FakeNvidiaSmi smi("#!/bin/sh\n[ \"$1\" = -L ] && { echo 'Unknown Error' >&2; exit 4; }\n"
-                      "echo '0, GPU-1, H100, 80'\n");
+    FakeNvidiaSmi smi(
+        "#!/bin/sh\n[ \"$1\" = -L ] && { echo 'Unknown Error' >&2; exit 4; }\n"
+        "echo '0, GPU-1, H100, 80'\n");
     EXPECT_THAT(QueryNvidiaSmi(nullptr).status(),
                 StatusIs(absl::StatusCode::kFailedPrecondition,
                          "(nvidia-smi -L) exited with code 4: Unknown Error"));

@@ -36,7 +36,7 @@ MATCHER_P2(StatusIs, code, substr,
 #define GCL_EXPECT_OK(expr) EXPECT_THAT((expr), ::gcl::testing::IsOk())
 // Asserts on the status alone: newer Abseil prints a StatusOr's value, and
 // c10's catch-all operator<< for vectors breaks that for unprintable types.
-#define GCL_ASSERT_OK_AND_ASSIGN(lhs, expr)        \
-  auto GCL_STATUS_CONCAT_(gcl_t_, __LINE__) = (expr); \
+#define GCL_ASSERT_OK_AND_ASSIGN(lhs, expr)                                           \
+  auto GCL_STATUS_CONCAT_(gcl_t_, __LINE__) = (expr);                                 \
   ASSERT_THAT(GCL_STATUS_CONCAT_(gcl_t_, __LINE__).status(), ::gcl::testing::IsOk()); \
   lhs = std::move(GCL_STATUS_CONCAT_(gcl_t_, __LINE__)).value()

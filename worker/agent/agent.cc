@@ -481,9 +481,11 @@ void Agent::RunAttempt(Attempt* attempt) {
     exit.reason = "agent: the job spec has no kind";
   } else if (!fetch_error.empty()) {
     exit.reason = fetch_error;
-  } else if (const std::string mig = FirstMigDevice(cuda_pins_, asg); world_size > 1 && !mig.empty()) {
-    exit.reason = absl::StrCat("agent: rank ", asg.rank(), " of ", world_size, " was placed on MIG instance ",
-                               mig, ", and NCCL cannot connect ranks on MIG instances: multi-rank "
+  } else if (const std::string mig = FirstMigDevice(cuda_pins_, asg);
+             world_size > 1 && !mig.empty()) {
+    exit.reason = absl::StrCat("agent: rank ", asg.rank(), " of ", world_size,
+                               " was placed on MIG instance ", mig,
+                               ", and NCCL cannot connect ranks on MIG instances: multi-rank "
                                "jobs need whole GPUs");
   } else {
     const std::string spec_path = (dir / "spec.yaml").string();
@@ -513,7 +515,8 @@ void Agent::RunAttempt(Attempt* attempt) {
       if (gpu) {
         // nvidia-smi's index (PCI bus order; CUDA's default order is fastest
         // first) or a MIG instance's uuid.
-        lo.env.push_back(absl::StrCat("CUDA_VISIBLE_DEVICES=", CudaPinOf(cuda_pins_, asg.device_ids(i))));
+        lo.env.push_back(
+            absl::StrCat("CUDA_VISIBLE_DEVICES=", CudaPinOf(cuda_pins_, asg.device_ids(i))));
         lo.env.push_back("CUDA_DEVICE_ORDER=PCI_BUS_ID");
       }
       lo.working_dir = dir.string();

@@ -23,8 +23,8 @@ namespace {
 
 absl::Status BadLine(absl::string_view command, int line_no, absl::string_view line,
                      absl::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat(command, ": line ", line_no, " \"", line,
-                                                 "\": ", why));
+  return absl::InvalidArgumentError(
+      absl::StrCat(command, ": line ", line_no, " \"", line, "\": ", why));
 }
 absl::Status BadLine(int line_no, absl::string_view line, absl::string_view why) {
   return BadLine(kNvidiaSmiQuery, line_no, line, why);
@@ -151,9 +151,9 @@ absl::StatusOr<std::vector<GpuInfo>> ApplyMigInstances(std::vector<GpuInfo> gpus
     if (!absl::StartsWith(line, "MIG ")) continue;
     auto bad = [&](absl::string_view why) { return BadLine(kNvidiaSmiList, line_no, line, why); };
     if (parent == nullptr) {
-      return bad(header < 0 ? std::string("a MIG instance before any GPU line")
-                            : absl::StrCat("GPU ", header, " is not in the output of ",
-                                           kNvidiaSmiQuery));
+      return bad(header < 0
+                     ? std::string("a MIG instance before any GPU line")
+                     : absl::StrCat("GPU ", header, " is not in the output of ", kNvidiaSmiQuery));
     }
     // "MIG 3g.20gb     Device  0: (UUID: MIG-...)"
     const size_t device = line.find("Device");
@@ -333,10 +333,10 @@ absl::Status RunError(const std::string& binary, absl::string_view what, const S
                                                     timeout_s, " s (a hung driver?)"));
   }
   const std::string why = !FirstLine(r.err).empty() ? FirstLine(r.err) : FirstLine(r.out);
-  const std::string how = r.status == -1          ? "could not be run"
-                          : WIFEXITED(r.status)   ? absl::StrCat("exited with code ",
-                                                                 WEXITSTATUS(r.status))
-                                                  : "was killed by a signal";
+  const std::string how = r.status == -1 ? "could not be run"
+                          : WIFEXITED(r.status)
+                              ? absl::StrCat("exited with code ", WEXITSTATUS(r.status))
+                              : "was killed by a signal";
   return absl::FailedPreconditionError(
       absl::StrCat(binary, " (", what, ") ", how, why.empty() ? "" : ": ", why));
 }

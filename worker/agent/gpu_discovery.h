@@ -31,12 +31,12 @@ inline constexpr char kNvidiaSmiList[] = "nvidia-smi -L";
 
 // A whole GPU, or one MIG instance of it (mig_device >= 0).
 struct GpuInfo {
-  int index = 0;         // nvidia-smi's (PCI bus order); the parent GPU's for MIG
-  std::string uuid;      // "GPU-..."; the parent GPU's for MIG
-  std::string name;      // e.g. "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB MIG 3g.20gb"
+  int index = 0;             // nvidia-smi's (PCI bus order); the parent GPU's for MIG
+  std::string uuid;          // "GPU-..."; the parent GPU's for MIG
+  std::string name;          // e.g. "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB MIG 3g.20gb"
   int64_t memory_bytes = 0;  // 0 when unknown; for MIG, the profile's "<N>gb" as GiB
-  int mig_device = -1;   // nvidia-smi's MIG device number, -1 for a whole GPU
-  std::string mig_uuid;  // "MIG-..." for MIG
+  int mig_device = -1;       // nvidia-smi's MIG device number, -1 for a whole GPU
+  std::string mig_uuid;      // "MIG-..." for MIG
 };
 
 // "cuda:<index>" or "cuda:<index>/mig<k>".
