@@ -149,31 +149,25 @@ class AgentTest : public ::testing::Test {
     agent_.reset();
     server_->Shutdown();
   }
-  void Assign(const std::string& job_id) {
+  // A pretrain assignment on `devices`: ranks 0.. of a world of that size.
+  void AssignOn(const std::string& job_id, const std::vector<std::string>& devices) {
     gcl::v1::Assignment a;
     a.set_job_id(job_id);
     a.set_attempt(1);
     a.mutable_spec()->set_kind(gcl::v1::KIND_PRETRAIN);
     a.mutable_spec()->mutable_train()->set_steps(10);
-    a.add_device_ids("cpu:0");
+    for (const std::string& d : devices) a.add_device_ids(d);
+    if (devices.size() > 1) {
+      a.set_rank(0);
+      a.set_world_size(static_cast<int>(devices.size()));
+      a.set_rendezvous("127.0.0.1:29555");
+    }
     std::lock_guard<std::mutex> lock(fake_.mu);
     fake_.pending.push_back(a);
   }
+  void Assign(const std::string& job_id) { AssignOn(job_id, {"cpu:0"}); }
   // A two-rank assignment on this host (ranks 0 and 1 of a world of 2).
-  void AssignGang(const std::string& job_id) {
-    gcl::v1::Assignment a;
-    a.set_job_id(job_id);
-    a.set_attempt(1);
-    a.mutable_spec()->set_kind(gcl::v1::KIND_PRETRAIN);
-    a.mutable_spec()->mutable_train()->set_steps(10);
-    a.add_device_ids("dev:0");
-    a.add_device_ids("dev:1");
-    a.set_rank(0);
-    a.set_world_size(2);
-    a.set_rendezvous("127.0.0.1:29555");
-    std::lock_guard<std::mutex> lock(fake_.mu);
-    fake_.pending.push_back(a);
-  }
+  void AssignGang(const std::string& job_id) { AssignOn(job_id, {"dev:0", "dev:1"}); }
   std::vector<std::string> LogTexts(const std::string& job_id) {
     std::lock_guard<std::mutex> lock(fake_.mu);
     std::vector<std::string> out;
@@ -350,24 +344,10 @@ class FakeGpuHostTest : public AgentTest {
       ::unsetenv("CUDA_VISIBLE_DEVICES");
     }
   }
-  // Runs a pretrain assignment on `devices` (ranks 0.. of a world of that
-  // size) to completion.
+  // AssignOn, then waits for its completion.
   gcl::v1::CompleteRequest RunOn(const std::string& job_id,
                                  const std::vector<std::string>& devices) {
-    gcl::v1::Assignment a;
-    a.set_job_id(job_id);
-    a.set_attempt(1);
-    a.mutable_spec()->set_kind(gcl::v1::KIND_PRETRAIN);
-    a.mutable_spec()->mutable_train()->set_steps(10);
-    for (const std::string& d : devices) a.add_device_ids(d);
-    if (devices.size() > 1) {
-      a.set_world_size(static_cast<int>(devices.size()));
-      a.set_rendezvous("127.0.0.1:29556");
-    }
-    {
-      std::lock_guard<std::mutex> lock(fake_.mu);
-      fake_.pending.push_back(a);
-    }
+    AssignOn(job_id, devices);
     return AwaitComplete(job_id);
   }
 
