@@ -657,9 +657,13 @@ constexpr char kMemberCols[] = "job_id,attempt,node_index,worker_id,devices,devi
 
 }  // namespace
 
-absl::StatusOr<GangAttempt> Registry::StartGangAttempt(std::string_view job_id,
-                                                       const std::vector<std::string>& workers,
-                                                       std::string_view rendezvous) {
+absl::StatusOr<GangAttempt> Registry::StartGangAttempt(
+    std::string_view job_id, const std::vector<std::string>& workers, std::string_view rendezvous,
+    const std::vector<std::vector<int64_t>>& device_order) {
+  if (!device_order.empty() && device_order.size() != workers.size()) {
+    return absl::InvalidArgumentError(internal::Cat("device_order has ", device_order.size(),
+                                                    " entries for ", workers.size(), " workers"));
+  }
   for (size_t i = 0; i < workers.size(); ++i) {
     if (workers[i].empty()) return absl::InvalidArgumentError("worker_id must not be empty");
     if (std::find(workers.begin(), workers.begin() + i, workers[i]) != workers.begin() + i) {
@@ -725,10 +729,23 @@ absl::StatusOr<GangAttempt> Registry::StartGangAttempt(std::string_view job_id,
       }
     }
     std::string joined;
-    for (int64_t d = 0; static_cast<int64_t>(m.device_ids.size()) < per_node; ++d) {
-      if (held.count(d) > 0) continue;
+    auto take = [&](int64_t d) {
+      if (held.count(d) > 0) return;
       m.device_ids.push_back(internal::Cat("dev:", d));
       absl::StrAppend(&joined, joined.empty() ? "" : ",", m.device_ids.back());
+    };
+    if (device_order.empty() || device_order[i].empty()) {
+      for (int64_t d = 0; static_cast<int64_t>(m.device_ids.size()) < per_node; ++d) take(d);
+    } else {
+      for (int64_t d : device_order[i]) {
+        if (static_cast<int64_t>(m.device_ids.size()) == per_node) break;
+        take(d);
+      }
+      if (static_cast<int64_t>(m.device_ids.size()) < per_node) {
+        return absl::FailedPreconditionError(
+            internal::Cat("worker ", workers[i], " has ", m.device_ids.size(), " of the ", per_node,
+                          " devices job ", job_id, " may use free"));
+      }
     }
     GCL_ASSIGN_OR_RETURN(
         Statement st,
@@ -1165,15 +1182,23 @@ absl::StatusOr<std::vector<OpenAttempt>> Registry::OpenAttemptsOn(std::string_vi
   return out;
 }
 
-absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> Registry::DevicesInUse() {
+absl::StatusOr<std::vector<DeviceUse>> Registry::DevicesInUse() {
   absl::MutexLock lock(&scan_mu_);
-  GCL_ASSIGN_OR_RETURN(
-      Statement st,
-      scanner_->Prepare("SELECT worker_id, SUM(devices) FROM attempt_members WHERE "
-                        "state='RUNNING' GROUP BY worker_id ORDER BY worker_id"));
-  GCL_ASSIGN_OR_RETURN(auto out, CollectRows(st, [](const Statement& st) {
-                         return std::make_pair(st.ColumnText(0), st.ColumnInt64(1));
-                       }));
+  GCL_ASSIGN_OR_RETURN(Statement st,
+                       scanner_->Prepare("SELECT worker_id, devices, device_ids FROM attempt_members "
+                                         "WHERE state='RUNNING' ORDER BY worker_id"));
+  std::vector<DeviceUse> out;
+  while (true) {
+    GCL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    if (out.empty() || out.back().worker_id != st.ColumnText(0)) out.push_back({st.ColumnText(0), 0, {}});
+    DeviceUse& use = out.back();
+    use.devices += st.ColumnInt64(1);
+    for (const std::string& id : SplitIds(st.ColumnText(2))) {
+      if (int64_t d = DeviceIndex(id); d >= 0) use.indices.push_back(d);
+    }
+  }
+  for (DeviceUse& use : out) std::sort(use.indices.begin(), use.indices.end());
   return out;
 }
 

@@ -170,9 +170,20 @@ struct AttemptMember {
   int32_t node_index = 0;  // its first rank is node_index x devices
   std::string worker_id;
   int64_t devices = 0;
-  std::vector<std::string> device_ids;  // "dev:N", the lowest indices free on the worker at start
+  std::vector<std::string> device_ids;  // "dev:N": N indexes the worker's registered devices
   AttemptState state = AttemptState::kRunning;
   std::string reason;
+};
+
+// The devices RUNNING members hold on one worker.
+struct DeviceUse {
+  std::string worker_id;
+  int64_t devices = 0;           // how many
+  std::vector<int64_t> indices;  // which ("dev:N"), ascending; rows from before
+                                 // per-device bookkeeping (schema < 5) name none
+  bool operator==(const DeviceUse& o) const {
+    return worker_id == o.worker_id && devices == o.devices && indices == o.indices;
+  }
 };
 
 // An attempt with its members in node order.
@@ -318,12 +329,16 @@ class Registry {
   // kInvalidArgument for a job with nodes > 1 (StartGangAttempt).
   absl::StatusOr<int32_t> StartAttempt(std::string_view job_id, std::string_view worker_id);
   // StartAttempt for all the members at once (all or none): workers[i] is
-  // node i and gets devices / nodes devices, numbered from the lowest indices
-  // its RUNNING members do not hold. The attempts row names workers[0].
-  // kInvalidArgument unless workers are job.nodes distinct non-empty ids.
-  absl::StatusOr<GangAttempt> StartGangAttempt(std::string_view job_id,
-                                               const std::vector<std::string>& workers,
-                                               std::string_view rendezvous);
+  // node i and gets devices / nodes devices that its RUNNING members do not
+  // hold: the first ones in device_order[i] (device indices in order of
+  // preference) or, when device_order is empty or device_order[i] is, the
+  // lowest indices. The attempts row names workers[0].
+  // kInvalidArgument unless workers are job.nodes distinct non-empty ids and
+  // device_order is empty or has one entry per worker; kFailedPrecondition
+  // when device_order[i] leaves too few free devices.
+  absl::StatusOr<GangAttempt> StartGangAttempt(
+      std::string_view job_id, const std::vector<std::string>& workers, std::string_view rendezvous,
+      const std::vector<std::vector<int64_t>>& device_order = {});
   // The members of attempt `attempt` of the job (node order) and its
   // rendezvous; kNotFound when there is no such attempt.
   absl::StatusOr<GangAttempt> GetGang(std::string_view job_id, int32_t attempt);
@@ -391,7 +406,7 @@ class Registry {
   // OpenAttempt), by submit_seq. One indexed query (attempt_members_open).
   absl::StatusOr<std::vector<OpenAttempt>> OpenAttemptsOn(std::string_view worker_id);
   // Devices held per worker by RUNNING members (draining ones included), by worker id.
-  absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> DevicesInUse();
+  absl::StatusOr<std::vector<DeviceUse>> DevicesInUse();
 
   // ---- events ----
   // Events of job_id with seq > after_seq in seq order, at most `limit`

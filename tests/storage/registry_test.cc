@@ -377,8 +377,7 @@ TEST_F(RegistryTest, ControlPlaneQueriesOpenAttemptsDevicesAndWorkerOfJob) {
   GCL_ASSERT_OK_AND_ASSIGN(auto none, reg_->OpenAttemptsOn("w9"));
   EXPECT_TRUE(none.empty());
   GCL_ASSERT_OK_AND_ASSIGN(auto in_use, reg_->DevicesInUse());
-  EXPECT_THAT(in_use, ElementsAre(std::make_pair(std::string("w1"), int64_t{3}),
-                                  std::make_pair(std::string("w2"), int64_t{1})));
+  EXPECT_THAT(in_use, ElementsAre(DeviceUse{"w1", 3, {0, 1, 2}}, DeviceUse{"w2", 1, {0}}));
   // The worker of the current attempt comes with the record, also after it ended.
   EXPECT_EQ(reg_->GetJob(c.id)->worker_id, "w2");
   EXPECT_EQ(reg_->GetJob(d.id)->worker_id, "w1");
@@ -790,7 +789,9 @@ class GangRegistryTest : public RegistryTest {
   std::map<std::string, int64_t> InUse() {
     auto in_use = reg_->DevicesInUse();
     EXPECT_TRUE(in_use.ok());
-    return std::map<std::string, int64_t>(in_use->begin(), in_use->end());
+    std::map<std::string, int64_t> out;
+    for (const DeviceUse& use : *in_use) out[use.worker_id] = use.devices;
+    return out;
   }
 };
 
@@ -834,6 +835,32 @@ TEST_F(GangRegistryTest, AGangAttemptRecordsEveryMemberWithItsDevices) {
   odd.nodes = 2;
   odd.devices = 3;
   EXPECT_THAT(reg_->CreateJob(odd), StatusIs(absl::StatusCode::kInvalidArgument, "nodes"));
+}
+
+TEST_F(GangRegistryTest, DeviceOrderPicksTheFirstFreeDevicesItNames) {
+  // w1 holds dev:3 for a 1-device job that preferred it.
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord one, reg_->CreateJob(Job("one")));
+  GCL_ASSERT_OK_AND_ASSIGN(GangAttempt first, reg_->StartGangAttempt(one.id, {"w1"}, "", {{3, 2}}));
+  EXPECT_THAT(first.members[0].device_ids, ElementsAre("dev:3"));
+  // A 2-device job restricted to {0, 3, 1} skips the held dev:3.
+  NewJob two = Job("two");
+  two.devices = 2;
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord pair, reg_->CreateJob(two));
+  GCL_ASSERT_OK_AND_ASSIGN(GangAttempt second, reg_->StartGangAttempt(pair.id, {"w1"}, "h:1", {{0, 3, 1}}));
+  EXPECT_THAT(second.members[0].device_ids, ElementsAre("dev:0", "dev:1"));
+  // Too few free among the ones named: refused, nothing written.
+  GCL_ASSERT_OK_AND_ASSIGN(JobRecord pair2, reg_->CreateJob(two));
+  EXPECT_THAT(reg_->StartGangAttempt(pair2.id, {"w1"}, "h:2", {{0, 1, 2}}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "worker w1 has 1 of the 2 devices"));
+  EXPECT_EQ(reg_->GetJob(pair2.id)->state, JobState::kQueued);
+  GCL_ASSERT_OK_AND_ASSIGN(auto in_use, reg_->DevicesInUse());
+  EXPECT_THAT(in_use, ElementsAre(DeviceUse{"w1", 3, {0, 1, 3}}));
+  // One entry per worker, or none.
+  EXPECT_THAT(reg_->StartGangAttempt(pair2.id, {"w1"}, "h:2", {{4, 5}, {6}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "device_order has 2 entries for 1 workers"));
+  // An empty entry: the lowest free indices.
+  GCL_ASSERT_OK_AND_ASSIGN(GangAttempt third, reg_->StartGangAttempt(pair2.id, {"w1"}, "h:2", {{}}));
+  EXPECT_THAT(third.members[0].device_ids, ElementsAre("dev:2", "dev:4"));
 }
 
 TEST_F(GangRegistryTest, AGangSucceedsOnlyWhenEveryMemberSucceeded) {
