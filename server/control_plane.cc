@@ -49,8 +49,32 @@ DeviceKind KindOf(const gcl::v1::JobSpec& spec) {
   }
 }
 
-bool OfKind(DeviceKind kind, const WorkerCapacity& w) {
-  return kind == DeviceKind::kAny || (kind == DeviceKind::kCuda) == w.cuda;
+// The worker's devices, those held by `use` (may be null) taken.
+WorkerCapacity CapacityOf(const storage::WorkerRecord& w, const storage::DeviceUse* use) {
+  WorkerCapacity c{w.id, w.devices, w.devices, HasCudaDevices(w)};
+  if (use != nullptr) c.free_devices -= use->devices;
+  for (int64_t i : MigDeviceIndices(w)) {
+    ++c.mig_devices;
+    if (use == nullptr || !std::binary_search(use->indices.begin(), use->indices.end(), i)) {
+      ++c.free_mig_devices;
+    }
+  }
+  c.free_mig_devices = std::min(c.free_mig_devices, std::max<int64_t>(0, c.free_devices));
+  return c;
+}
+
+// The devices a member on `w` may take, in order of preference: none named
+// (the lowest free ones) unless w has MIG instances; then whole devices only
+// for a multi-rank job, MIG instances first for a single-rank one.
+std::vector<int64_t> DeviceOrder(const storage::WorkerRecord& w, bool multi_rank) {
+  const std::vector<int64_t> mig = MigDeviceIndices(w);
+  if (mig.empty()) return {};
+  std::vector<int64_t> order;
+  if (!multi_rank) order = mig;
+  for (int64_t i = 0; i < w.devices; ++i) {
+    if (!std::binary_search(mig.begin(), mig.end(), i)) order.push_back(i);
+  }
+  return order;
 }
 
 }  // namespace
@@ -86,14 +110,13 @@ absl::Status ControlPlane::LoadLeasesLocked(int64_t now) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::map<std::string, int64_t>> ControlPlane::SyncWorkers(
-    std::set<std::string>* cuda) {
+absl::StatusOr<std::vector<storage::WorkerRecord>> ControlPlane::SyncWorkers() {
   GCL_ASSIGN_OR_RETURN(auto workers, registry_->ListWorkers());
   const int64_t now = registry_->NowMs();
   absl::MutexLock lock(&lease_mu_);
   GCL_RETURN_IF_ERROR(LoadLeasesLocked(now));
-  std::map<std::string, int64_t> alive;
-  for (const storage::WorkerRecord& w : workers) {
+  std::vector<storage::WorkerRecord> alive;
+  for (storage::WorkerRecord& w : workers) {
     Lease& l = leases_[w.id];
     l.devices = w.devices;
     if (w.state == storage::WorkerState::kLost) {
@@ -103,8 +126,7 @@ absl::StatusOr<std::map<std::string, int64_t>> ControlPlane::SyncWorkers(
     if (!l.alive) l.expiry_ms = w.lease_expiry_ms;  // registered again since it was lost
     l.expiry_ms = std::max(l.expiry_ms, w.lease_expiry_ms);
     l.alive = true;
-    alive[w.id] = w.devices;
-    if (cuda != nullptr && HasCudaDevices(w)) cuda->insert(w.id);
+    alive.push_back(std::move(w));
   }
   return alive;
 }
@@ -189,19 +211,16 @@ absl::StatusOr<SchedulePlan> ControlPlane::RefreshQueueLocked() {
   // Cleared first: a change that lands while this pass reads marks it again.
   stale_ = false;
   GCL_RETURN_IF_ERROR(graph_.Advance());
-  std::set<std::string> cuda;
-  GCL_ASSIGN_OR_RETURN(auto alive, SyncWorkers(&cuda));
-  GCL_ASSIGN_OR_RETURN(auto in_use, registry_->DevicesInUse());
+  GCL_ASSIGN_OR_RETURN(std::vector<storage::WorkerRecord> alive, SyncWorkers());
+  GCL_ASSIGN_OR_RETURN(std::vector<storage::DeviceUse> in_use, registry_->DevicesInUse());
   GCL_ASSIGN_OR_RETURN(std::vector<storage::QueueEntry> queue, registry_->ListQueue());
-  std::map<std::string, int64_t> free = alive;
-  for (const auto& [worker, devices] : in_use) {
-    auto it = free.find(worker);
-    if (it != free.end()) it->second -= devices;
-  }
+  std::map<std::string, const storage::DeviceUse*> use_of;
+  for (const storage::DeviceUse& use : in_use) use_of[use.worker_id] = &use;
   std::vector<WorkerCapacity> capacities;
   capacities.reserve(alive.size());
-  for (const auto& [id, devices] : alive) {
-    capacities.push_back({id, devices, free[id], cuda.count(id) > 0});
+  for (const storage::WorkerRecord& w : alive) {
+    auto use = use_of.find(w.id);
+    capacities.push_back(CapacityOf(w, use == use_of.end() ? nullptr : use->second));
   }
   std::vector<QueuedJob> jobs;
   jobs.reserve(queue.size());
@@ -223,7 +242,7 @@ absl::StatusOr<SchedulePlan> ControlPlane::RefreshQueueLocked() {
   for (auto it = job_kinds_.begin(); it != job_kinds_.end();) {
     it = current.count(it->first) > 0 ? std::next(it) : job_kinds_.erase(it);
   }
-  SchedulePlan plan = Schedule(std::move(jobs), capacities);
+  SchedulePlan plan = Schedule(std::move(jobs), std::move(capacities));
 
   // Only the reasons that changed are written, in one transaction.
   std::vector<std::pair<std::string, std::string>> changed;
@@ -238,20 +257,14 @@ absl::StatusOr<SchedulePlan> ControlPlane::RefreshQueueLocked() {
     want(p.job_id, PlacedReason(p.workers));
     for (const std::string& w : p.workers) {  // whichever member heartbeats first starts it
       placed[w].push_back(p);
-      free[w] -= p.devices;
     }
   }
   GCL_RETURN_IF_ERROR(registry_->SetQueuedReasons(changed).status());
 
   placed_ = std::move(placed);
-  std::vector<WorkerCapacity> leftover;
-  leftover.reserve(alive.size());
-  for (const auto& [id, devices] : alive) {
-    leftover.push_back({id, devices, free[id], cuda.count(id) > 0});
-  }
   {
     absl::MutexLock lock(&leftover_mu_);
-    leftover_ = std::move(leftover);
+    leftover_ = plan.leftover;
     have_plan_ = true;
   }
   last_pass_ms_ = registry_->NowMs();
@@ -287,31 +300,14 @@ absl::Status ControlPlane::MaybeRefresh() {
 // ---------------------------------------------------------------- submit
 
 std::string ControlPlane::ReasonForNewLocked(int64_t devices, int64_t nodes, DeviceKind kind) {
-  if (nodes > 1) {
-    const int64_t per_node = devices / nodes;
-    std::vector<WorkerCapacity*> fits;
-    for (WorkerCapacity& w : leftover_) {
-      if (w.free_devices >= per_node && OfKind(kind, w)) fits.push_back(&w);
-    }
-    if (static_cast<int64_t>(fits.size()) < nodes) return WaitReason(devices, nodes, kind, leftover_);
-    std::stable_sort(fits.begin(), fits.end(), [](const WorkerCapacity* a, const WorkerCapacity* b) {
-      return a->free_devices < b->free_devices;
-    });
-    std::vector<std::string> ids;
-    for (int64_t i = 0; i < nodes; ++i) {
-      fits[i]->free_devices -= per_node;
-      ids.push_back(fits[i]->id);
-    }
-    return PlacedReason(ids);
-  }
-  WorkerCapacity* best = nullptr;
-  for (WorkerCapacity& w : leftover_) {
-    if (w.free_devices < devices || !OfKind(kind, w)) continue;
-    if (best == nullptr || w.free_devices < best->free_devices) best = &w;
-  }
-  if (best == nullptr) return WaitReason(devices, 1, kind, leftover_);
-  best->free_devices -= devices;  // the next submission does not count on them
-  return PlacedReason({best->id});
+  QueuedJob job;
+  job.devices = devices;
+  job.nodes = nodes;
+  job.device = kind;
+  SchedulePlan plan = Schedule({std::move(job)}, std::move(leftover_));
+  leftover_ = std::move(plan.leftover);  // the next submission does not count on its devices
+  if (!plan.placements.empty()) return PlacedReason(plan.placements[0].workers);
+  return plan.waiting[0].reason;
 }
 
 absl::StatusOr<JobRecord> ControlPlane::Submit(storage::NewJob job) {
@@ -427,8 +423,13 @@ absl::StatusOr<std::optional<gcl::v1::Assignment>> ControlPlane::StartPlacement(
                                             host.rendezvous_port_max, in_use));
     rendezvous = JoinHostPort(host.address.empty() ? "127.0.0.1" : host.address, port);
   }
+  std::vector<std::vector<int64_t>> device_order;
+  for (const std::string& id : p.workers) {
+    GCL_ASSIGN_OR_RETURN(storage::WorkerRecord w, registry_->GetWorker(id));
+    device_order.push_back(DeviceOrder(w, job.devices > 1));
+  }
   absl::StatusOr<storage::GangAttempt> gang =
-      registry_->StartGangAttempt(p.job_id, p.workers, rendezvous);
+      registry_->StartGangAttempt(p.job_id, p.workers, rendezvous, device_order);
   if (absl::IsFailedPrecondition(gang.status()) || absl::IsNotFound(gang.status())) {
     return std::optional<gcl::v1::Assignment>();
   }

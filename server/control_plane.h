@@ -146,10 +146,8 @@ class ControlPlane {
   absl::StatusOr<std::optional<gcl::v1::Assignment>> StartPlacement(
       const Placement& p, const std::string& worker_id, gcl::v1::Assignment a);
   // Merges the workers table into leases_ (registrations and losses that
-  // happened through the Registry); returns the ALIVE workers' devices.
-  // `cuda` (may be null) gets the ALIVE workers with CUDA devices.
-  absl::StatusOr<std::map<std::string, int64_t>> SyncWorkers(std::set<std::string>* cuda = nullptr)
-      ABSL_LOCKS_EXCLUDED(lease_mu_);
+  // happened through the Registry); returns the ALIVE workers, by id.
+  absl::StatusOr<std::vector<storage::WorkerRecord>> SyncWorkers() ABSL_LOCKS_EXCLUDED(lease_mu_);
   // The device type a queued job asks for (its spec's resources.device_type),
   // read once per job and kept while it is queued.
   absl::StatusOr<DeviceKind> JobDeviceKindLocked(const std::string& job_id)
@@ -157,8 +155,8 @@ class ControlPlane {
   // The worker's registered ids for a member's "dev:N" ids (job_convert.h).
   absl::StatusOr<std::vector<std::string>> MemberDeviceIds(const storage::AttemptMember& m);
   absl::Status LoadLeasesLocked(int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lease_mu_);
-  // The reason a new job needing `devices` gets from the leftover capacity;
-  // claims the devices when it fits.
+  // The reason a new job needing `devices` gets from the leftover capacity
+  // (the scheduler's policy); claims the devices when it fits.
   std::string ReasonForNewLocked(int64_t devices, int64_t nodes, DeviceKind kind)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(leftover_mu_);
 

@@ -128,6 +128,15 @@ std::vector<std::string> RegisteredDeviceIds(const storage::WorkerRecord& record
   return absl::StrSplit(Label(record, kDeviceIdsLabel), ',', absl::SkipEmpty());
 }
 
+std::vector<int64_t> MigDeviceIndices(const storage::WorkerRecord& record) {
+  const std::vector<std::string> ids = RegisteredDeviceIds(record);
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (absl::StrContains(ids[i], "/mig")) out.push_back(static_cast<int64_t>(i));
+  }
+  return out;
+}
+
 std::vector<std::string> ToRegisteredDeviceIds(const storage::WorkerRecord& record,
                                                const std::vector<std::string>& ids) {
   const std::vector<std::string> registered = RegisteredDeviceIds(record);

@@ -52,6 +52,9 @@ bool HasCudaDevices(const storage::WorkerRecord& record);
 // The registered device ids of a CUDA worker, in registration order; empty
 // for a CPU worker (whose devices are "dev:N").
 std::vector<std::string> RegisteredDeviceIds(const storage::WorkerRecord& record);
+// The indices, ascending, of the registered devices that are MIG instances
+// (ids "cuda:<i>/mig<k>", see gcl.v1.Device).
+std::vector<int64_t> MigDeviceIndices(const storage::WorkerRecord& record);
 // The registry's "dev:N" ids of an attempt member as the worker's registered
 // ids ("cuda:2" is its N-th registered device); ids of a CPU worker, or
 // beyond what it registered, stay as they are.

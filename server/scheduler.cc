@@ -62,6 +62,16 @@ bool Satisfiable(int64_t devices, int64_t nodes, DeviceKind kind,
   return std::max(big_enough[0], big_enough[1]) >= std::max<int64_t>(1, nodes);
 }
 
+// What a multi-rank job sees of a worker: its whole devices only.
+WorkerCapacity WholeDevices(WorkerCapacity w) {
+  w.total_devices -= w.mig_devices;
+  w.free_devices -= w.free_mig_devices;
+  w.mig_devices = w.free_mig_devices = 0;
+  return w;
+}
+
+constexpr char kMigNote[] = "; MIG instances do not count: multi-rank jobs need whole GPUs";
+
 }  // namespace
 
 std::string WaitReason(int64_t devices, const std::vector<WorkerCapacity>& workers) {
@@ -125,15 +135,23 @@ SchedulePlan Schedule(std::vector<QueuedJob> jobs, std::vector<WorkerCapacity> w
   }
   std::sort(totals.rbegin(), totals.rend());
   std::map<std::string, const WorkerCapacity*> by_id;
+  std::map<std::string, int64_t> free_mig;  // workers with MIG instances: how many are free now
   int64_t cuda_workers = 0;
   for (const WorkerCapacity& w : workers) {
     by_id[w.id] = &w;
     cuda_workers += w.cuda ? 1 : 0;
+    if (w.mig_devices > 0) free_mig[w.id] = w.free_mig_devices;
   }
   const int64_t cpu_workers = static_cast<int64_t>(workers.size()) - cuda_workers;
   auto is_cuda = [&](const std::string& id) { return by_id.at(id)->cuda; };
+  // Free whole devices of a worker with `free` free devices now.
+  auto whole_free = [&](const std::string& id, int64_t free) {
+    auto it = free_mig.find(id);
+    return it == free_mig.end() ? free : free - it->second;
+  };
   // The workers' free devices now (after this pass's placements so far), for
-  // the reasons of jobs asking for one device type; rebuilt after placements.
+  // the reasons of jobs asking for one device type or for whole devices;
+  // rebuilt after placements.
   std::vector<WorkerCapacity> now_typed;
   size_t now_typed_at = static_cast<size_t>(-1);
   auto typed_reason = [&](const QueuedJob& job, int64_t nodes, bool* unsatisfiable) {
@@ -142,21 +160,31 @@ SchedulePlan Schedule(std::vector<QueuedJob> jobs, std::vector<WorkerCapacity> w
       for (const auto& [free, id] : by_free) {
         WorkerCapacity w = *by_id.at(id);
         w.free_devices = free;
+        if (w.mig_devices > 0) w.free_mig_devices = free_mig.at(id);
         now_typed.push_back(std::move(w));
       }
       now_typed_at = plan.placements.size();
     }
-    *unsatisfiable = !workers.empty() && !Satisfiable(job.devices, nodes, job.device, now_typed);
-    return WaitReason(job.devices, nodes, job.device, now_typed);
+    if (job.devices <= 1 || free_mig.empty()) {
+      *unsatisfiable = !workers.empty() && !Satisfiable(job.devices, nodes, job.device, now_typed);
+      return WaitReason(job.devices, nodes, job.device, now_typed);
+    }
+    std::vector<WorkerCapacity> whole;
+    whole.reserve(now_typed.size());
+    for (const WorkerCapacity& w : now_typed) whole.push_back(WholeDevices(w));
+    *unsatisfiable = !Satisfiable(job.devices, nodes, job.device, whole);
+    return WaitReason(job.devices, nodes, job.device, whole) + kMigNote;
   };
   // Up to `count` tightest fits with >= need free among the workers of one
-  // type (cuda) or of any type (kind kAny and !typed).
-  auto tightest = [&](int64_t need, int64_t count, bool typed, bool cuda) {
+  // type (cuda) or of any type (kind kAny and !typed); whole: whole devices.
+  auto tightest = [&](int64_t need, int64_t count, bool typed, bool cuda, bool whole) {
     std::vector<std::pair<int64_t, std::string>> fits;
     if (typed && (cuda ? cuda_workers : cpu_workers) == 0) return fits;  // no scan in vain
     for (auto it = by_free.lower_bound({need, std::string()});
          it != by_free.end() && static_cast<int64_t>(fits.size()) < count; ++it) {
-      if (!typed || is_cuda(it->second) == cuda) fits.push_back(*it);
+      if (typed && is_cuda(it->second) != cuda) continue;
+      if (whole && whole_free(it->second, it->first) < need) continue;
+      fits.push_back(*it);
     }
     return fits;
   };
@@ -169,19 +197,21 @@ SchedulePlan Schedule(std::vector<QueuedJob> jobs, std::vector<WorkerCapacity> w
   for (const QueuedJob& job : jobs) {
     const int64_t nodes = std::max<int64_t>(1, job.nodes);
     const int64_t per_node = job.devices / nodes;
+    // Whole devices only: a multi-rank job while some worker has MIG instances.
+    const bool whole = job.devices > 1 && !free_mig.empty();
     if (nodes > 1) {
       // The K tightest fits, all or none, on workers of one type (a gang
       // cannot mix NCCL and Gloo ranks): CUDA ones first for kAny.
       std::vector<std::pair<int64_t, std::string>> fits;
       const bool mixed = cuda_workers > 0 && cpu_workers > 0;
       if (job.device != DeviceKind::kAny || mixed) {
-        if (job.device != DeviceKind::kCpu) fits = tightest(per_node, nodes, true, true);
+        if (job.device != DeviceKind::kCpu) fits = tightest(per_node, nodes, true, true, whole);
         if (static_cast<int64_t>(fits.size()) < nodes && job.device != DeviceKind::kCuda) {
-          auto cpu_fits = tightest(per_node, nodes, true, false);
+          auto cpu_fits = tightest(per_node, nodes, true, false, whole);
           if (cpu_fits.size() >= fits.size()) fits = std::move(cpu_fits);
         }
       } else {
-        fits = tightest(per_node, nodes, false, false);
+        fits = tightest(per_node, nodes, false, false, whole);
       }
       if (static_cast<int64_t>(fits.size()) == nodes) {
         Placement p{job.id, fits[0].second, per_node, {}};
@@ -201,7 +231,7 @@ SchedulePlan Schedule(std::vector<QueuedJob> jobs, std::vector<WorkerCapacity> w
       Waiting wait;
       wait.job_id = job.id;
       wait.position = static_cast<int64_t>(plan.waiting.size()) + 1;
-      if (job.device != DeviceKind::kAny) {
+      if (job.device != DeviceKind::kAny || whole) {
         wait.reason = typed_reason(job, nodes, &wait.unsatisfiable);
         plan.waiting.push_back(std::move(wait));
         continue;
@@ -214,23 +244,30 @@ SchedulePlan Schedule(std::vector<QueuedJob> jobs, std::vector<WorkerCapacity> w
       continue;
     }
     auto fit = by_free.lower_bound({job.devices, std::string()});
-    if (job.device != DeviceKind::kAny) {
-      const bool cuda = job.device == DeviceKind::kCuda;
-      if ((cuda ? cuda_workers : cpu_workers) == 0) fit = by_free.end();
-      while (fit != by_free.end() && is_cuda(fit->second) != cuda) ++fit;
+    const bool cuda = job.device == DeviceKind::kCuda;
+    if (job.device != DeviceKind::kAny && (cuda ? cuda_workers : cpu_workers) == 0) {
+      fit = by_free.end();
+    }
+    while (fit != by_free.end() &&
+           ((job.device != DeviceKind::kAny && is_cuda(fit->second) != cuda) ||
+            (whole && whole_free(fit->second, fit->first) < job.devices))) {
+      ++fit;
     }
     if (fit != by_free.end()) {
       std::pair<int64_t, std::string> w = *fit;
       by_free.erase(fit);
       plan.placements.push_back({job.id, w.second, job.devices, {w.second}});
       w.first -= job.devices;
+      if (auto mig = free_mig.find(w.second); job.devices == 1 && mig != free_mig.end()) {
+        mig->second -= mig->second > 0 ? 1 : 0;  // a MIG instance first
+      }
       by_free.insert(std::move(w));
       continue;
     }
     Waiting wait;
     wait.job_id = job.id;
     wait.position = static_cast<int64_t>(plan.waiting.size()) + 1;
-    if (job.device != DeviceKind::kAny) {
+    if (job.device != DeviceKind::kAny || whole) {
       wait.reason = typed_reason(job, 1, &wait.unsatisfiable);
       plan.waiting.push_back(std::move(wait));
       continue;
@@ -249,6 +286,13 @@ SchedulePlan Schedule(std::vector<QueuedJob> jobs, std::vector<WorkerCapacity> w
     }
     wait.reason = it->second;
     plan.waiting.push_back(std::move(wait));
+  }
+  std::map<std::string, int64_t> free_now;
+  for (const auto& [free, id] : by_free) free_now[id] = free;
+  plan.leftover = std::move(workers);
+  for (WorkerCapacity& w : plan.leftover) {
+    w.free_devices = free_now[w.id];
+    if (w.mig_devices > 0) w.free_mig_devices = free_mig[w.id];
   }
   return plan;
 }

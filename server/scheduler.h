@@ -12,7 +12,10 @@
 // 0, which runs rank 0, is the tightest fit). A job that does not fit does
 // not block smaller jobs behind it (backfill); there is no anti-starvation
 // aging yet. A job asking for CUDA (CPU) devices only goes to workers with
-// CUDA (CPU) devices.
+// CUDA (CPU) devices. MIG instances (GPU slices) run single-rank jobs only,
+// as NCCL cannot connect ranks on them: a multi-rank job (devices > 1)
+// counts only a worker's whole devices, and a single-rank job takes a free
+// MIG instance first, which leaves whole GPUs to multi-rank jobs.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +44,8 @@ struct WorkerCapacity {
   int64_t total_devices = 0;
   int64_t free_devices = 0;  // total minus devices of its active jobs
   bool cuda = false;         // its devices are CUDA devices (a worker offers one type)
+  int64_t mig_devices = 0;       // of total_devices, MIG instances
+  int64_t free_mig_devices = 0;  // of free_devices, MIG instances
 };
 
 struct Placement {
@@ -62,6 +67,9 @@ struct Waiting {
 struct SchedulePlan {
   std::vector<Placement> placements;  // in scheduling order
   std::vector<Waiting> waiting;       // in scheduling order
+  // The workers as the placements leave them, in the order given (what a
+  // job submitted before the next pass may count on).
+  std::vector<WorkerCapacity> leftover;
 };
 
 // Pure function of its inputs (deterministic: ties broken by id).

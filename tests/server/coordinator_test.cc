@@ -395,6 +395,51 @@ TEST_F(CoordinatorTest, CudaJobsRunOnGpuWorkersWithTheirRegisteredDeviceIds) {
   EXPECT_THAT(refused.error_message(), HasSubstr("devices[1].id \"cuda:0\""));
 }
 
+TEST_F(CoordinatorTest, MigInstancesRunSingleRankJobsAndGangsGetWholeGpus) {
+  // GPU 0 split into two MIG instances, GPUs 1 and 2 whole (the agent's order).
+  {
+    grpc::ClientContext ctx;
+    gcl::v1::RegisterRequest req;
+    req.set_worker_id("mig-w");
+    req.set_hostname("localhost");
+    for (const char* id : {"cuda:0/mig0", "cuda:0/mig1", "cuda:1", "cuda:2"}) {
+      gcl::v1::Device* d = req.add_devices();
+      d->set_id(id);
+      d->set_type(gcl::v1::DEVICE_TYPE_CUDA);
+    }
+    gcl::v1::RegisterResponse resp;
+    ASSERT_TRUE(workers_->Register(&ctx, req, &resp).ok());
+  }
+  auto heartbeat_until_assigned = [&](std::vector<std::string> running) {
+    gcl::v1::HeartbeatResponse r;
+    for (int i = 0; i < 100 && r.assignments_size() == 0; ++i) {  // the next pass is debounced
+      if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      r.Clear();
+      EXPECT_TRUE(Heartbeat("mig-w", &r, running).ok());
+    }
+    return r;
+  };
+  const std::string cuda_spec = std::string(kValidSpec) + "resources: {device_type: cuda";
+  gcl::v1::Job pair = Submit(cuda_spec + ", devices: 2}\n");
+  EXPECT_EQ(pair.reason(), "placed on worker mig-w; starting at its next heartbeat");
+  gcl::v1::HeartbeatResponse hb = heartbeat_until_assigned({});
+  ASSERT_EQ(hb.assignments_size(), 1);
+  EXPECT_THAT(hb.assignments(0).device_ids(), ::testing::ElementsAre("cuda:1", "cuda:2"));
+
+  gcl::v1::Job one = Submit(cuda_spec + "}\n");
+  gcl::v1::HeartbeatResponse on_mig = heartbeat_until_assigned({pair.id()});
+  ASSERT_EQ(on_mig.assignments_size(), 1);
+  EXPECT_EQ(on_mig.assignments(0).job_id(), one.id());
+  EXPECT_THAT(on_mig.assignments(0).device_ids(), ::testing::ElementsAre("cuda:0/mig0"));
+
+  // cuda:0/mig1 is free, but a 2-rank job needs whole GPUs.
+  gcl::v1::Job waits = Submit(cuda_spec + ", devices: 2}\n");
+  EXPECT_EQ(waits.state(), gcl::v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(waits.reason(),
+            "waiting for 2 free CUDA devices (most free on one CUDA worker: 0); MIG instances do "
+            "not count: multi-rank jobs need whole GPUs");
+}
+
 TEST_F(CoordinatorTest, UnsatisfiableJobIsHeldWithReason) {
   ASSERT_TRUE(Register("w1", 1).ok());
   gcl::v1::Job job = Submit(std::string(kValidSpec) + "resources: {devices: 2}\n");

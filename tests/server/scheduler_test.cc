@@ -228,4 +228,57 @@ TEST(SchedulerTest, AGangNeverMixesCudaAndCpuWorkers) {
 }
 
 }  // namespace
+TEST(SchedulerTest, MultiRankJobsCountOnlyWholeDevices) {
+  // "sliced" is the tighter fit by free devices, but 2 of its 3 are MIG
+  // instances: the 2-rank job goes to "whole".
+  const bool cuda = true;
+  SchedulePlan plan = Schedule({{"pair", 0, 1, 2, 1, DeviceKind::kCuda}},
+                               {{"sliced", 3, 3, cuda, 2, 2}, {"whole", 4, 4, cuda}});
+  EXPECT_THAT(PlacedIds(plan), ElementsAre("pair@whole"));
+  // A gang of 2 x 1 ranks too: one whole device on each of two workers.
+  plan = Schedule({{"gang", 0, 1, 2, 2}}, {{"a", 2, 2, cuda, 2, 2}, {"b", 3, 3, cuda, 2, 2},
+                                           {"c", 3, 3, cuda, 1, 1}});
+  EXPECT_THAT(plan.placements, ElementsAre(Field(&Placement::workers, ElementsAre("b", "c"))));
+}
+
+TEST(SchedulerTest, SingleRankJobsTakeMigInstancesFirst) {
+  // 2 whole GPUs and 1 MIG instance: the 1-rank job takes the instance, so
+  // the 2-rank job behind it still fits.
+  SchedulePlan plan = Schedule({{"one", 0, 1, 1}, {"pair", 0, 2, 2}}, {{"mixed", 3, 3, true, 1, 1}});
+  EXPECT_THAT(PlacedIds(plan), ElementsAre("one@mixed", "pair@mixed"));
+  ASSERT_EQ(plan.leftover.size(), 1u);
+  EXPECT_EQ(plan.leftover[0].free_devices, 0);
+  EXPECT_EQ(plan.leftover[0].free_mig_devices, 0);
+  // A second 1-rank job takes a whole GPU once the instance is busy, and
+  // then the 2-rank job waits, for whole GPUs.
+  plan = Schedule({{"one", 0, 1, 1}, {"two", 0, 2, 1}, {"pair", 0, 3, 2}}, {{"mixed", 3, 3, true, 1, 1}});
+  EXPECT_THAT(PlacedIds(plan), ElementsAre("one@mixed", "two@mixed"));
+  ASSERT_EQ(plan.waiting.size(), 1u);
+  EXPECT_FALSE(plan.waiting[0].unsatisfiable);
+  EXPECT_EQ(plan.waiting[0].reason,
+            "waiting for 2 free devices (most free on one worker: 1); MIG instances do not count: "
+            "multi-rank jobs need whole GPUs");
+  EXPECT_EQ(plan.leftover[0].free_devices, 1);
+  EXPECT_EQ(plan.leftover[0].free_mig_devices, 0);
+}
+
+TEST(SchedulerTest, MultiRankJobIsUnsatisfiableOnMigInstancesOnly) {
+  const std::vector<WorkerCapacity> sliced = {{"a", 7, 7, true, 7, 7}, {"b", 7, 7, true, 7, 7}};
+  SchedulePlan plan = Schedule({{"pair", 0, 1, 2, 1, DeviceKind::kCuda}, {"gang", 0, 2, 2, 2},
+                                {"one", 0, 3, 1}},
+                               sliced);
+  EXPECT_THAT(PlacedIds(plan), ElementsAre("one@a"));
+  ASSERT_EQ(plan.waiting.size(), 2u);
+  EXPECT_TRUE(plan.waiting[0].unsatisfiable);
+  EXPECT_EQ(plan.waiting[0].reason,
+            "needs 2 CUDA devices on one worker; the largest registered CUDA worker has 0; MIG "
+            "instances do not count: multi-rank jobs need whole GPUs");
+  EXPECT_TRUE(plan.waiting[1].unsatisfiable);
+  EXPECT_EQ(plan.waiting[1].reason,
+            "needs 2 workers with 1 device each; 0 registered workers have that many; MIG "
+            "instances do not count: multi-rank jobs need whole GPUs");
+  EXPECT_EQ(plan.leftover[0].free_mig_devices, 6);
+  EXPECT_EQ(plan.leftover[1].free_mig_devices, 7);
+}
+
 }  // namespace gcl::server
