@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -47,6 +48,10 @@ DeviceKind KindOf(const gcl::v1::JobSpec& spec) {
     case gcl::v1::DEVICE_TYPE_CPU: return DeviceKind::kCpu;
     default: return DeviceKind::kAny;
   }
+}
+
+bool OfKind(DeviceKind kind, const WorkerCapacity& w) {
+  return kind == DeviceKind::kAny || (kind == DeviceKind::kCuda) == w.cuda;
 }
 
 // The worker's devices, those held by `use` (may be null) taken.
@@ -300,14 +305,26 @@ absl::Status ControlPlane::MaybeRefresh() {
 // ---------------------------------------------------------------- submit
 
 std::string ControlPlane::ReasonForNewLocked(int64_t devices, int64_t nodes, DeviceKind kind) {
-  QueuedJob job;
-  job.devices = devices;
-  job.nodes = nodes;
-  job.device = kind;
-  SchedulePlan plan = Schedule({std::move(job)}, std::move(leftover_));
-  leftover_ = std::move(plan.leftover);  // the next submission does not count on its devices
-  if (!plan.placements.empty()) return PlacedReason(plan.placements[0].workers);
-  return plan.waiting[0].reason;
+  nodes = std::max<int64_t>(1, nodes);
+  const int64_t per_node = devices / nodes;
+  std::vector<WorkerCapacity*> fits;
+  for (WorkerCapacity& w : leftover_) {
+    const int64_t usable = devices > 1 ? WholeDevices(w).free_devices : w.free_devices;
+    if (usable >= per_node && OfKind(kind, w)) fits.push_back(&w);
+  }
+  if (static_cast<int64_t>(fits.size()) < nodes) return WaitReason(devices, nodes, kind, leftover_);
+  // The tightest fits, as Schedule picks them.
+  std::partial_sort(fits.begin(), fits.begin() + nodes, fits.end(),
+                    [](const WorkerCapacity* a, const WorkerCapacity* b) {
+                      return std::tie(a->free_devices, a->id) < std::tie(b->free_devices, b->id);
+                    });
+  std::vector<std::string> ids;
+  for (int64_t i = 0; i < nodes; ++i) {
+    fits[i]->free_devices -= per_node;  // the next submission does not count on them
+    if (devices == 1 && fits[i]->free_mig_devices > 0) --fits[i]->free_mig_devices;
+    ids.push_back(fits[i]->id);
+  }
+  return PlacedReason(ids);
 }
 
 absl::StatusOr<JobRecord> ControlPlane::Submit(storage::NewJob job) {

@@ -57,22 +57,20 @@ bool Satisfiable(int64_t devices, int64_t nodes, DeviceKind kind,
   const int64_t per_node = devices / std::max<int64_t>(1, nodes);
   int64_t big_enough[2] = {0, 0};  // CPU, CUDA workers
   for (const WorkerCapacity& w : workers) {
-    if (OfKind(kind, w.cuda) && w.total_devices >= per_node) ++big_enough[w.cuda ? 1 : 0];
+    const int64_t usable = devices > 1 ? w.total_devices - w.mig_devices : w.total_devices;
+    if (OfKind(kind, w.cuda) && usable >= per_node) ++big_enough[w.cuda ? 1 : 0];
   }
   return std::max(big_enough[0], big_enough[1]) >= std::max<int64_t>(1, nodes);
 }
 
-// What a multi-rank job sees of a worker: its whole devices only.
+}  // namespace
+
 WorkerCapacity WholeDevices(WorkerCapacity w) {
   w.total_devices -= w.mig_devices;
   w.free_devices -= w.free_mig_devices;
   w.mig_devices = w.free_mig_devices = 0;
   return w;
 }
-
-constexpr char kMigNote[] = "; MIG instances do not count: multi-rank jobs need whole GPUs";
-
-}  // namespace
 
 std::string WaitReason(int64_t devices, const std::vector<WorkerCapacity>& workers) {
   if (workers.empty()) return "waiting for a worker (none registered)";
@@ -92,6 +90,14 @@ std::string GangWaitReason(int64_t nodes, int64_t devices_per_node,
 
 std::string WaitReason(int64_t devices, int64_t nodes, DeviceKind kind,
                        const std::vector<WorkerCapacity>& workers) {
+  if (devices > 1 && std::any_of(workers.begin(), workers.end(),
+                                 [](const WorkerCapacity& w) { return w.mig_devices > 0; })) {
+    std::vector<WorkerCapacity> whole;
+    whole.reserve(workers.size());
+    for (const WorkerCapacity& w : workers) whole.push_back(WholeDevices(w));
+    return WaitReason(devices, nodes, kind, whole) +
+           "; MIG instances do not count: multi-rank jobs need whole GPUs";
+  }
   nodes = std::max<int64_t>(1, nodes);
   if (kind == DeviceKind::kAny) {
     return nodes > 1 ? GangWaitReason(nodes, devices / nodes, workers) : WaitReason(devices, workers);
@@ -165,15 +171,8 @@ SchedulePlan Schedule(std::vector<QueuedJob> jobs, std::vector<WorkerCapacity> w
       }
       now_typed_at = plan.placements.size();
     }
-    if (job.devices <= 1 || free_mig.empty()) {
-      *unsatisfiable = !workers.empty() && !Satisfiable(job.devices, nodes, job.device, now_typed);
-      return WaitReason(job.devices, nodes, job.device, now_typed);
-    }
-    std::vector<WorkerCapacity> whole;
-    whole.reserve(now_typed.size());
-    for (const WorkerCapacity& w : now_typed) whole.push_back(WholeDevices(w));
-    *unsatisfiable = !Satisfiable(job.devices, nodes, job.device, whole);
-    return WaitReason(job.devices, nodes, job.device, whole) + kMigNote;
+    *unsatisfiable = !workers.empty() && !Satisfiable(job.devices, nodes, job.device, now_typed);
+    return WaitReason(job.devices, nodes, job.device, now_typed);
   };
   // Up to `count` tightest fits with >= need free among the workers of one
   // type (cuda) or of any type (kind kAny and !typed); whole: whole devices.

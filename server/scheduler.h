@@ -91,8 +91,13 @@ std::string GangWaitReason(int64_t nodes, int64_t devices_per_node,
 // of that type: "needs 2 CUDA devices; no registered worker has CUDA
 // devices", "needs 4 CUDA devices on one worker; the largest registered
 // CUDA worker has 2", "waiting for 1 free CPU device (most free on one CPU
-// worker: 0)". kAny: the untyped reasons above.
+// worker: 0)". kAny: the untyped reasons above. A multi-rank job (devices
+// > 1) while a worker has MIG instances: the reason over whole devices,
+// plus "; MIG instances do not count: multi-rank jobs need whole GPUs".
 std::string WaitReason(int64_t devices, int64_t nodes, DeviceKind kind,
                        const std::vector<WorkerCapacity>& workers);
+
+// What a multi-rank job may use of a worker: its whole devices only.
+WorkerCapacity WholeDevices(WorkerCapacity w);
 
 }  // namespace gcl::server
