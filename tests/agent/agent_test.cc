@@ -363,10 +363,10 @@ class GpuAgentTest : public FakeGpuHostTest {
  protected:
   GpuAgentTest()
       : FakeGpuHostTest(
-            "0, GPU-5e2d6c3b-9b0a-2f4e-8c61-1a2b3c4d5e6f, NVIDIA H100 80GB HBM3, 81559\n"
-            "1, GPU-0c1d2e3f-4a5b-6c7d-8e9f-a0b1c2d3e4f5, NVIDIA H100 80GB HBM3, 81559\n"
-            "2, GPU-77aa88bb-99cc-0dd1-1ee2-2ff33a44b55c, NVIDIA H100 80GB HBM3, 81559\n"
-            "3, GPU-deadbeef-0000-1111-2222-333344445555, NVIDIA H100 PCIe, 81559\n",
+            "0, GPU-5e2d6c3b-9b0a-2f4e-8c61-1a2b3c4d5e6f, NVIDIA H100 80GB HBM3, 81559, Disabled\n"
+            "1, GPU-0c1d2e3f-4a5b-6c7d-8e9f-a0b1c2d3e4f5, NVIDIA H100 80GB HBM3, 81559, Disabled\n"
+            "2, GPU-77aa88bb-99cc-0dd1-1ee2-2ff33a44b55c, NVIDIA H100 80GB HBM3, 81559, Disabled\n"
+            "3, GPU-deadbeef-0000-1111-2222-333344445555, NVIDIA H100 PCIe, 81559, Disabled\n",
             "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-5e2d6c3b-9b0a-2f4e-8c61-1a2b3c4d5e6f)\n"
             "GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-0c1d2e3f-4a5b-6c7d-8e9f-a0b1c2d3e4f5)\n"
             "GPU 2: NVIDIA H100 80GB HBM3 (UUID: GPU-77aa88bb-99cc-0dd1-1ee2-2ff33a44b55c)\n"
@@ -379,8 +379,8 @@ class MigAgentTest : public FakeGpuHostTest {
  protected:
   MigAgentTest()
       : FakeGpuHostTest(
-            "0, GPU-e91edf3b-b297-37c1-a2a7-7601c7b5c6d3, NVIDIA A100-SXM4-40GB, 40960\n"
-            "1, GPU-1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901, NVIDIA A100-SXM4-40GB, 40960\n",
+            "0, GPU-e91edf3b-b297-37c1-a2a7-7601c7b5c6d3, NVIDIA A100-SXM4-40GB, 40960, Enabled\n"
+            "1, GPU-1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901, NVIDIA A100-SXM4-40GB, 40960, Disabled\n",
             "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-e91edf3b-b297-37c1-a2a7-7601c7b5c6d3)\n"
             "  MIG 3g.20gb     Device  0: (UUID: MIG-4d1f8b3c-6a2e-5b7d-9c0e-1f2a3b4c5d6e)\n"
             "  MIG 2g.10gb     Device  1: (UUID: MIG-8b5ed2b0-2fa6-5f1c-a7b4-6bbd9ce0ad4a)\n"

@@ -24,12 +24,13 @@ using ::testing::IsEmpty;
 
 constexpr int64_t kMiB = int64_t{1} << 20;
 
-// Recorded on an 4 x H100 SXM host (uuids shortened by hand).
+// Recorded on a 4 x H100 SXM host (uuids shortened by hand; the mig.mode.current
+// column, Disabled on an H100 with MIG off, added by hand).
 constexpr char kFourH100[] =
-    "0, GPU-5e2d6c3b-9b0a-2f4e-8c61-1a2b3c4d5e6f, NVIDIA H100 80GB HBM3, 81559\n"
-    "1, GPU-0c1d2e3f-4a5b-6c7d-8e9f-a0b1c2d3e4f5, NVIDIA H100 80GB HBM3, 81559\n"
-    "2, GPU-77aa88bb-99cc-0dd1-1ee2-2ff33a44b55c, NVIDIA H100 80GB HBM3, 81559\n"
-    "3, GPU-deadbeef-0000-1111-2222-333344445555, NVIDIA H100 80GB HBM3, 81559\n";
+    "0, GPU-5e2d6c3b-9b0a-2f4e-8c61-1a2b3c4d5e6f, NVIDIA H100 80GB HBM3, 81559, Disabled\n"
+    "1, GPU-0c1d2e3f-4a5b-6c7d-8e9f-a0b1c2d3e4f5, NVIDIA H100 80GB HBM3, 81559, Disabled\n"
+    "2, GPU-77aa88bb-99cc-0dd1-1ee2-2ff33a44b55c, NVIDIA H100 80GB HBM3, 81559, Disabled\n"
+    "3, GPU-deadbeef-0000-1111-2222-333344445555, NVIDIA H100 80GB HBM3, 81559, Disabled\n";
 
 std::vector<int> Indices(const std::vector<GpuInfo>& gpus) {
   std::vector<int> out;
@@ -57,14 +58,17 @@ TEST(GpuDiscoveryTest, OddNamesUnknownMemoryCrLfAndBlankLines) {
   // comma in it, a GPU whose memory is not reported, Windows line ends.
   constexpr char kOdd[] =
       "\n"
-      "0, GPU-1111aaaa-0000-0000-0000-000000000000, NVIDIA A100-SXM4-40GB, 40960\r\n"
-      "1, GPU-2222bbbb-0000-0000-0000-000000000000, Graphics Device, Rev A1, 16384\r\n"
-      "5, GPU-3333cccc-0000-0000-0000-000000000000, NVIDIA GH200 480GB, [N/A]\n"
+      "0, GPU-1111aaaa-0000-0000-0000-000000000000, NVIDIA A100-SXM4-40GB, 40960, Enabled\r\n"
+      "1, GPU-2222bbbb-0000-0000-0000-000000000000, Graphics Device, Rev A1, 16384, [N/A]\r\n"
+      "5, GPU-3333cccc-0000-0000-0000-000000000000, NVIDIA GH200 480GB, [N/A], Disabled\n"
       "  \n";
   GCL_ASSERT_OK_AND_ASSIGN(std::vector<GpuInfo> gpus, ParseNvidiaSmiOutput(kOdd));
   ASSERT_EQ(gpus.size(), 3u);
   EXPECT_EQ(gpus[0].name, "NVIDIA A100-SXM4-40GB");
   EXPECT_EQ(gpus[0].memory_bytes, 40960 * kMiB);
+  EXPECT_TRUE(gpus[0].mig_enabled);
+  EXPECT_FALSE(gpus[1].mig_enabled);
+  EXPECT_FALSE(gpus[2].mig_enabled);
   EXPECT_EQ(gpus[1].name, "Graphics Device, Rev A1");
   EXPECT_EQ(gpus[1].memory_bytes, 16384 * kMiB);
   EXPECT_EQ(gpus[2].index, 5);
@@ -74,18 +78,20 @@ TEST(GpuDiscoveryTest, OddNamesUnknownMemoryCrLfAndBlankLines) {
 }
 
 TEST(GpuDiscoveryTest, BadLinesNameTheCommandTheLineAndWhy) {
-  const std::string good = "0, GPU-1111aaaa, NVIDIA H100 80GB HBM3, 81559\n";
+  const std::string good = "0, GPU-1111aaaa, NVIDIA H100 80GB HBM3, 81559, Disabled\n";
   struct Case {
     std::string line, why;
   };
   const Case cases[] = {
-      {"1, GPU-2222bbbb, NVIDIA H100 80GB HBM3", "expected 4 fields"},
-      {"one, GPU-2222bbbb, NVIDIA H100 80GB HBM3, 81559", "index is not an integer"},
-      {"0, GPU-2222bbbb, NVIDIA H100 80GB HBM3, 81559", "index 0 listed twice"},
-      {"1, 2222bbbb, NVIDIA H100 80GB HBM3, 81559", "uuid is not GPU-"},
-      {"1, GPU-2222bbbb, , 81559", "empty name"},
-      {"1, GPU-2222bbbb, NVIDIA H100 80GB HBM3, 80 GiB", "memory.total is not a number of MiB"},
-      {"Failed to initialize NVML: Driver/library version mismatch", "expected 4 fields"},
+      {"1, GPU-2222bbbb, NVIDIA H100 80GB HBM3, 81559", "expected 5 fields"},
+      {"one, GPU-2222bbbb, NVIDIA H100 80GB HBM3, 81559, Disabled", "index is not an integer"},
+      {"0, GPU-2222bbbb, NVIDIA H100 80GB HBM3, 81559, Disabled", "index 0 listed twice"},
+      {"1, 2222bbbb, NVIDIA H100 80GB HBM3, 81559, Disabled", "uuid is not GPU-"},
+      {"1, GPU-2222bbbb, , 81559, Disabled", "empty name"},
+      {"1, GPU-2222bbbb, NVIDIA H100 80GB HBM3, 80 GiB, Disabled",
+       "memory.total is not a number of MiB"},
+      {"1, GPU-2222bbbb, NVIDIA H100 80GB HBM3, 81559, On", "mig.mode.current is not Enabled"},
+      {"Failed to initialize NVML: Driver/library version mismatch", "expected 5 fields"},
   };
   for (const Case& c : cases) {
     absl::StatusOr<std::vector<GpuInfo>> gpus = ParseNvidiaSmiOutput(good + c.line + "\n");
@@ -156,8 +162,8 @@ TEST(GpuDiscoveryTest, CudaVisibleDevicesAndTheGpusListNarrowTheOffer) {
 // GPU 0 split into two MIG instances, GPU 1 whole, in the format of
 // `nvidia-smi -L` (driver R470 and later; uuids made up).
 constexpr char kTwoA100[] =
-    "0, GPU-e91edf3b-b297-37c1-a2a7-7601c7b5c6d3, NVIDIA A100-SXM4-40GB, 40960\n"
-    "1, GPU-1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901, NVIDIA A100-SXM4-40GB, 40960\n";
+    "0, GPU-e91edf3b-b297-37c1-a2a7-7601c7b5c6d3, NVIDIA A100-SXM4-40GB, 40960, Enabled\n"
+    "1, GPU-1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901, NVIDIA A100-SXM4-40GB, 40960, Disabled\n";
 constexpr char kTwoA100List[] =
     "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-e91edf3b-b297-37c1-a2a7-7601c7b5c6d3)\n"
     "  MIG 3g.20gb     Device  0: (UUID: MIG-4d1f8b3c-6a2e-5b7d-9c0e-1f2a3b4c5d6e)\n"
@@ -284,7 +290,7 @@ TEST(GpuDiscoveryTest, RunsNvidiaSmiFromPath) {
   FakeNvidiaSmi smi(
       std::string("#!/bin/sh\n") +
       "[ \"$1\" = -L ] && { echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-5e2d)'; exit 0; }\n"
-      "[ \"$1\" = --query-gpu=index,uuid,name,memory.total ] || exit 9\n"
+      "[ \"$1\" = --query-gpu=index,uuid,name,memory.total,mig.mode.current ] || exit 9\n"
       "echo 'driver warning on stderr' >&2\n"
       "printf '%s' '" +
       kFourH100 + "'\n");
@@ -318,6 +324,34 @@ TEST(GpuDiscoveryTest, DiscoversMigInstancesThroughNvidiaSmiL) {
                           "cuda:1 (NVIDIA A100-SXM4-40GB, 40960 MiB)"));
 }
 
+TEST(GpuDiscoveryTest, AGpuInMigModeWithoutInstancesIsNotOffered) {
+  // kTwoA100 has GPU 0 in MIG mode; here -L lists none of its instances.
+  FakeNvidiaSmi smi(std::string("#!/bin/sh\n") +
+                    "if [ \"$1\" = -L ]; then echo 'GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-e91e)'; "
+                    "echo 'GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-1b2c)'; else printf '%s' '" +
+                    kTwoA100 + "'; fi\n");
+  std::vector<std::string> logged;
+  GCL_ASSERT_OK_AND_ASSIGN(
+      std::vector<GpuInfo> gpus,
+      DiscoverGpus({}, nullptr, [&](const std::string& l) { logged.push_back(l); }));
+  EXPECT_THAT(Ids(gpus), ElementsAre("cuda:1"));
+  ASSERT_EQ(logged.size(), 2u);
+  EXPECT_EQ(logged[0],
+            "GPU 0 (NVIDIA A100-SXM4-40GB) is in MIG mode but has no MIG instances, so CUDA cannot "
+            "use it: create instances (nvidia-smi mig -i 0 -cgi <profiles> -C) or turn MIG off "
+            "(nvidia-smi -i 0 -mig 0); not offered");
+  EXPECT_EQ(logged[1], "GPUs: cuda:1 (NVIDIA A100-SXM4-40GB, 40960 MiB)");
+  // Asked for by index: an error, not a silent gap.
+  GpuRequest list;
+  list.mode = GpuRequest::Mode::kList;
+  list.indices = {0, 1};
+  EXPECT_THAT(DiscoverGpus(list, nullptr, [](const std::string&) {}).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "GPU 0 (NVIDIA A100-SXM4-40GB) is in MIG mode"));
+  list.indices = {1};
+  GCL_ASSERT_OK_AND_ASSIGN(gpus, DiscoverGpus(list, nullptr, [](const std::string&) {}));
+  EXPECT_THAT(Ids(gpus), ElementsAre("cuda:1"));
+}
+
 TEST(GpuDiscoveryTest, AFailingOrMalformedNvidiaSmiIsAnError) {
   {
     FakeNvidiaSmi smi(
@@ -329,7 +363,7 @@ TEST(GpuDiscoveryTest, AFailingOrMalformedNvidiaSmiIsAnError) {
     EXPECT_THAT(gpus.status().message(), HasSubstr("couldn't communicate with the NVIDIA driver"));
   }
   {
-    FakeNvidiaSmi smi("#!/bin/sh\necho '0, GPU-1, H100, 80'\necho 'garbage'\n");
+    FakeNvidiaSmi smi("#!/bin/sh\necho '0, GPU-1, H100, 80, [N/A]'\necho 'garbage'\n");
     EXPECT_THAT(DiscoverGpus({}, nullptr, [](const std::string&) {}).status(),
                 StatusIs(absl::StatusCode::kInvalidArgument, "line 2 \"garbage\""));
   }
@@ -337,7 +371,7 @@ TEST(GpuDiscoveryTest, AFailingOrMalformedNvidiaSmiIsAnError) {
     // The query works, -L does not.
     FakeNvidiaSmi smi(
         "#!/bin/sh\n[ \"$1\" = -L ] && { echo 'Unknown Error' >&2; exit 4; }\n"
-        "echo '0, GPU-1, H100, 80'\n");
+        "echo '0, GPU-1, H100, 80, [N/A]'\n");
     EXPECT_THAT(QueryNvidiaSmi(nullptr).status(),
                 StatusIs(absl::StatusCode::kFailedPrecondition,
                          "(nvidia-smi -L) exited with code 4: Unknown Error"));

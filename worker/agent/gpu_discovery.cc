@@ -91,8 +91,9 @@ absl::StatusOr<std::vector<GpuInfo>> ParseNvidiaSmiOutput(absl::string_view outp
     for (absl::string_view f : absl::StrSplit(line, ',')) {
       fields.push_back(absl::StripAsciiWhitespace(f));
     }
-    if (fields.size() < 4) {
-      return BadLine(line_no, line, "expected 4 fields: index, uuid, name, memory.total");
+    if (fields.size() < 5) {
+      return BadLine(line_no, line,
+                     "expected 5 fields: index, uuid, name, memory.total, mig.mode.current");
     }
     GpuInfo gpu;
     if (!absl::SimpleAtoi(fields[0], &gpu.index) || gpu.index < 0) {
@@ -104,10 +105,15 @@ absl::StatusOr<std::vector<GpuInfo>> ParseNvidiaSmiOutput(absl::string_view outp
     gpu.uuid = std::string(fields[1]);
     if (!absl::StartsWith(gpu.uuid, "GPU-")) return BadLine(line_no, line, "uuid is not GPU-...");
     // A name may contain commas: everything between the uuid and the memory.
-    std::vector<absl::string_view> name(fields.begin() + 2, fields.end() - 1);
+    std::vector<absl::string_view> name(fields.begin() + 2, fields.end() - 2);
     gpu.name = absl::StrJoin(name, ", ");
     if (gpu.name.empty()) return BadLine(line_no, line, "empty name");
-    const absl::string_view mem = fields.back();
+    const absl::string_view mig = fields.back();
+    gpu.mig_enabled = mig == "Enabled";
+    if (!gpu.mig_enabled && mig != "Disabled" && !Unknown(mig)) {
+      return BadLine(line_no, line, "mig.mode.current is not Enabled, Disabled or [N/A]");
+    }
+    const absl::string_view mem = fields[fields.size() - 2];
     int64_t mib = 0;
     if (absl::SimpleAtoi(mem, &mib) && mib >= 0) {
       gpu.memory_bytes = mib * (int64_t{1} << 20);
@@ -348,7 +354,7 @@ absl::StatusOr<std::vector<GpuInfo>> QueryNvidiaSmi(bool* found, int timeout_s) 
   if (found != nullptr) *found = !binary.empty();
   if (binary.empty()) return std::vector<GpuInfo>();
   const SmiRun query = RunNvidiaSmi(
-      binary, "--query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits", timeout_s);
+      binary, absl::StrCat(kNvidiaSmiQueryArgs, " --format=csv,noheader,nounits"), timeout_s);
   // A driver without GPUs says so and exits non-zero: that is no GPUs.
   if (query.status != 0 && absl::StrContains(query.out + query.err, "No devices were found")) {
     return std::vector<GpuInfo>();
@@ -376,6 +382,21 @@ absl::StatusOr<std::vector<GpuInfo>> DiscoverGpus(const GpuRequest& request, con
   }
   absl::StatusOr<std::vector<GpuInfo>> gpus = SelectGpus(*std::move(all), request, visible);
   if (!gpus.ok()) return gpus.status();
+  // CUDA sees no device on a GPU in MIG mode until instances are created.
+  std::vector<GpuInfo> usable;
+  for (GpuInfo& g : *gpus) {
+    if (!g.mig_enabled || g.mig_device >= 0) {
+      usable.push_back(std::move(g));
+      continue;
+    }
+    const std::string why = absl::StrCat(
+        "GPU ", g.index, " (", g.name, ") is in MIG mode but has no MIG instances, so CUDA cannot "
+        "use it: create instances (nvidia-smi mig -i ", g.index, " -cgi <profiles> -C) or turn MIG "
+        "off (nvidia-smi -i ", g.index, " -mig 0)");
+    if (request.mode == GpuRequest::Mode::kList) return absl::FailedPreconditionError(why);
+    log(absl::StrCat(why, "; not offered"));
+  }
+  *gpus = std::move(usable);
   std::vector<std::string> names;
   for (const GpuInfo& g : *gpus) {
     names.push_back(absl::StrCat(DeviceId(g), " (", g.name, ", ", g.memory_bytes >> 20, " MiB)"));

@@ -1,6 +1,7 @@
 // NVIDIA GPU discovery for gcl-worker without LibTorch (the agent must not
 // link it): runs
-//   nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits
+//   nvidia-smi --query-gpu=index,uuid,name,memory.total,mig.mode.current
+//              --format=csv,noheader,nounits
 // and turns its lines into gcl.v1.Device entries "cuda:<index>" (type CUDA,
 // the GPU's name, memory.total MiB as bytes). The index is nvidia-smi's,
 // i.e. PCI bus order: ranks are pinned with CUDA_VISIBLE_DEVICES=<index>
@@ -9,7 +10,8 @@
 // Then `nvidia-smi -L`: a GPU split into MIG instances is offered as its
 // instances instead, "cuda:<index>/mig<k>" (k: nvidia-smi's MIG device
 // number), each pinned with CUDA_VISIBLE_DEVICES=<its MIG- uuid>, since CUDA
-// cannot use a MIG-enabled GPU as a whole.
+// cannot use a MIG-enabled GPU as a whole. A GPU in MIG mode without
+// instances is not offered at all.
 #pragma once
 
 #include <cstdint>
@@ -24,8 +26,11 @@
 namespace gcl::agent {
 
 // The command line run (for error messages and docs).
+inline constexpr char kNvidiaSmiQueryArgs[] =
+    "--query-gpu=index,uuid,name,memory.total,mig.mode.current";
 inline constexpr char kNvidiaSmiQuery[] =
-    "nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits";
+    "nvidia-smi --query-gpu=index,uuid,name,memory.total,mig.mode.current "
+    "--format=csv,noheader,nounits";
 
 inline constexpr char kNvidiaSmiList[] = "nvidia-smi -L";
 
@@ -37,6 +42,7 @@ struct GpuInfo {
   int64_t memory_bytes = 0;  // 0 when unknown; for MIG, the profile's "<N>gb" as GiB
   int mig_device = -1;       // nvidia-smi's MIG device number, -1 for a whole GPU
   std::string mig_uuid;      // "MIG-..." for MIG
+  bool mig_enabled = false;  // the GPU is in MIG mode (mig.mode.current "Enabled")
 };
 
 // "cuda:<index>" or "cuda:<index>/mig<k>".
@@ -45,11 +51,12 @@ std::string DeviceId(const GpuInfo& gpu);
 // its MIG uuid.
 std::string CudaPin(const GpuInfo& gpu);
 
-// Parses nvidia-smi's CSV (one GPU a line, "index, uuid, name, memory MiB";
-// a name may itself hold ", "). Blank lines are skipped. kInvalidArgument
-// naming the command, the 1-based line and the line itself for anything
-// else: too few fields, a non-integer or repeated index, a uuid that is not
-// "GPU-...", a memory that is neither an integer nor "[N/A]"-like.
+// Parses nvidia-smi's CSV (one GPU a line, "index, uuid, name, memory MiB,
+// MIG mode"; a name may itself hold ", "). Blank lines are skipped.
+// kInvalidArgument naming the command, the 1-based line and the line itself
+// for anything else: too few fields, a non-integer or repeated index, a uuid
+// that is not "GPU-...", a memory that is neither an integer nor
+// "[N/A]"-like, a MIG mode that is none of Enabled, Disabled, "[N/A]"-like.
 absl::StatusOr<std::vector<GpuInfo>> ParseNvidiaSmiOutput(absl::string_view output);
 
 // Applies `nvidia-smi -L` to `gpus`: every GPU with MIG instances listed is
@@ -99,8 +106,10 @@ absl::StatusOr<std::vector<GpuInfo>> QueryNvidiaSmi(bool* found, int timeout_s =
 // The GPUs gcl-worker offers for --gpus `request`: none for kNone (no
 // nvidia-smi run); else QueryNvidiaSmi narrowed by SelectGpus with
 // `visible` (CUDA_VISIBLE_DEVICES). A missing nvidia-smi is no GPUs for
-// kAuto (one line to `log`) and kFailedPrecondition for a list. `log` also
-// gets one line naming the GPUs found.
+// kAuto (one line to `log`) and kFailedPrecondition for a list. A GPU in
+// MIG mode without instances is left out with a line to `log` (kAuto) or is
+// kFailedPrecondition (a list naming it). `log` also gets one line naming
+// the GPUs offered.
 absl::StatusOr<std::vector<GpuInfo>> DiscoverGpus(const GpuRequest& request, const char* visible,
                                                   const std::function<void(const std::string&)>& log);
 
