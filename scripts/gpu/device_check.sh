@@ -40,6 +40,10 @@ t0=$(date +%s)
 note "source $src, deps ${deps:-none}, build $build, $jobs jobs"
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  # What gcl-worker's discovery parses (worker/agent/gpu_discovery.h), recorded
+  # so that its test fixtures can be checked against a real driver.
+  nvidia-smi --query-gpu=index,uuid,name,memory.total,mig.mode.current --format=csv,noheader,nounits
+  nvidia-smi -L
   nvcc --version | tail -2
   grep PRETTY /etc/os-release
   $python -c 'import torch, torch.distributed as d; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU", "nccl", d.is_available() and d.is_nccl_available())'
