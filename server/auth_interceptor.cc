@@ -158,7 +158,8 @@ absl::Status MayActOnJob(const Caller& caller, std::string_view job_id, std::str
 
 grpc::experimental::Interceptor* AuthInterceptorFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {
-  return new AuthInterceptor(tokens_, info->method() == nullptr ? "" : info->method());
+  return new AuthInterceptor(tokens_ == nullptr ? nullptr : tokens_->Current(),
+                             info->method() == nullptr ? "" : info->method());
 }
 
 }  // namespace gcl::server

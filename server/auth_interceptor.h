@@ -35,6 +35,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "server/token_store.h"
 #include "server/token_table.h"
 
 namespace gcl::server {
@@ -70,15 +71,15 @@ absl::Status MayActOnJob(const Caller& caller, std::string_view job_id, std::str
 class AuthInterceptorFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   // tokens == nullptr: auth off (the interceptor still strips client-sent
-  // caller metadata and records {"", admin}).
-  explicit AuthInterceptorFactory(std::shared_ptr<const TokenTable> tokens)
-      : tokens_(std::move(tokens)) {}
+  // caller metadata and records {"", admin}). Each call is checked against
+  // the store's current table. REQUIRES: tokens outlives the factory.
+  explicit AuthInterceptorFactory(const TokenStore* tokens) : tokens_(tokens) {}
 
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override;
 
  private:
-  std::shared_ptr<const TokenTable> tokens_;
+  const TokenStore* const tokens_;
 };
 
 }  // namespace gcl::server

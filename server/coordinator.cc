@@ -1,6 +1,7 @@
 #include "server/coordinator.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <chrono>
 #include <memory>
 #include <utility>
@@ -27,6 +28,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
     return absl::InvalidArgumentError(
         "--tls-cert and --tls-key go together (the server certificate and its private key)");
   }
+  if (options.tls_reload_seconds < 1) {
+    return absl::InvalidArgumentError("tls_reload_seconds must be at least 1");
+  }
   const bool tls = !options.tls_cert.empty();
   if (!options.tls_client_ca.empty() && !tls) {
     return absl::InvalidArgumentError(
@@ -41,22 +45,23 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
         "(deploy/make-certs.sh makes them) and --tokens FILE, or listen on 127.0.0.1, or pass ",
         "--insecure-allow-remote on a network you trust"));
   }
-  std::shared_ptr<const TokenTable> table;
+  std::unique_ptr<TokenStore> token_store;
   if (tokens) {
-    GCL_ASSIGN_OR_RETURN(TokenTable loaded, TokenTable::LoadFile(options.tokens_file));
-    table = std::make_shared<const TokenTable>(std::move(loaded));
+    GCL_ASSIGN_OR_RETURN(token_store, TokenStore::Open(options.tokens_file));
   }
-  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  std::unique_ptr<TlsReloader> tls_reloader;
   if (tls) {
-    const ServerTlsFiles files{options.tls_cert, options.tls_key, options.tls_client_ca};
-    GCL_ASSIGN_OR_RETURN(credentials, MakeServerTlsCredentials(files));
+    GCL_ASSIGN_OR_RETURN(tls_reloader, TlsReloader::Create({options.tls_cert, options.tls_key,
+                                                           options.tls_client_ca}));
   }
   GCL_ASSIGN_OR_RETURN(auto registry, storage::Registry::Open(options.db_path, options.registry));
   GCL_ASSIGN_OR_RETURN(auto artifacts, storage::ArtifactStore::Open(options.artifacts_dir));
   auto coordinator = std::unique_ptr<Coordinator>(
       new Coordinator(std::move(options), std::move(registry), std::move(artifacts)));
-  coordinator->tokens_ = std::move(table);
-  coordinator->credentials_ = std::move(credentials);
+  coordinator->tokens_ = std::move(token_store);
+  coordinator->credentials_ =
+      tls_reloader ? tls_reloader->credentials() : grpc::InsecureServerCredentials();
+  coordinator->tls_ = std::move(tls_reloader);
   return coordinator;
 }
 
@@ -101,7 +106,7 @@ absl::Status Coordinator::Start() {
   // roles, checked for every call whatever the transport.
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   if (metrics_) interceptors.push_back(metrics_->NewInterceptorFactory());
-  interceptors.push_back(std::make_unique<AuthInterceptorFactory>(tokens_));
+  interceptors.push_back(std::make_unique<AuthInterceptorFactory>(tokens_.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // Long watch streams from workstations: accept client pings every 30 s.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 30000);
@@ -131,15 +136,47 @@ void Coordinator::SweepLoop() {
   const int64_t tick = std::max<int64_t>(
       1, std::min(options_.sweep_interval_ms, std::max<int64_t>(options_.refresh_interval_ms, 10)));
   auto next_sweep = std::chrono::steady_clock::now();
+  auto next_tls = next_sweep + std::chrono::seconds(options_.tls_reload_seconds);
   while (!stop_sweeper_.WaitForNotificationWithTimeout(absl::Milliseconds(tick))) {
     // Failures (a busy database) are retried at the next tick.
     (void)plane_->MaybeRefresh();
     (void)registry_->CheckpointWal();
+    if (tls_ != nullptr && std::chrono::steady_clock::now() >= next_tls) {
+      next_tls += std::chrono::seconds(options_.tls_reload_seconds);
+      (void)ReloadTls();
+    }
     if (std::chrono::steady_clock::now() < next_sweep) continue;
     next_sweep += std::chrono::milliseconds(options_.sweep_interval_ms);
     absl::StatusOr<std::vector<std::string>> lost = plane_->SweepLeases();
     if (metrics_ && lost.ok()) metrics_->WorkersLost(static_cast<int64_t>(lost->size()));
   }
+}
+
+absl::StatusOr<size_t> Coordinator::ReloadTokens() {
+  if (tokens_ == nullptr) {
+    return absl::FailedPreconditionError("no --tokens file: auth is off, there is nothing to reload");
+  }
+  return tokens_->Reload();
+}
+
+absl::StatusOr<bool> Coordinator::ReloadTls() {
+  if (tls_ == nullptr) {
+    return absl::FailedPreconditionError("no --tls-cert/--tls-key: the port is plaintext");
+  }
+  absl::MutexLock lock(&tls_mu_);
+  absl::StatusOr<bool> changed = tls_->Reload();
+  if (!changed.ok()) {
+    // Once per distinct error, not at every periodic check.
+    if (changed.status().message() != tls_error_) {
+      tls_error_ = std::string(changed.status().message());
+      std::fprintf(stderr, "gcl-coordinator: TLS files not used, the previous ones stay: %s\n",
+                   tls_error_.c_str());
+    }
+  } else {
+    tls_error_.clear();
+    if (*changed) std::fprintf(stderr, "gcl-coordinator: TLS files changed: new connections use them\n");
+  }
+  return changed;
 }
 
 void Coordinator::Shutdown() {

@@ -27,11 +27,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "server/control_plane.h"
 #include "server/coordinator_metrics.h"
 #include "server/job_service.h"
-#include "server/token_table.h"
+#include "server/tls_reloader.h"
+#include "server/token_store.h"
 #include "server/worker_service.h"
 #include "storage/artifact_store.h"
 #include "storage/registry.h"
@@ -54,6 +56,7 @@ class Coordinator {
     // TLS: certificate chain + private key (PEM); with tls_client_ca too
     // (mTLS), clients must present a certificate signed by that CA.
     std::string tls_cert, tls_key, tls_client_ca;
+    int tls_reload_seconds = 60;  // how often the three are read again (rotation); >= 1
     std::string tokens_file;            // TokenTable YAML; "" = auth off (all callers admin)
     bool allow_insecure_remote = false;  // serve a non-loopback address without TLS + tokens
     std::string metrics_listen;            // host:port for /metrics; "" = none
@@ -84,6 +87,15 @@ class Coordinator {
   storage::Registry& registry() { return *registry_; }
   storage::ArtifactStore& artifacts() { return *artifacts_; }
   ControlPlane& plane() { return *plane_; }
+  // Reads tokens_file again (TokenStore::Reload): the number of tokens now;
+  // on an error the previous tokens stay. kFailedPrecondition when auth is
+  // off (no tokens_file).
+  absl::StatusOr<size_t> ReloadTokens();
+  // Reads the TLS files again (TlsReloader::Reload: true when they changed
+  // and are now used; on an error the previous ones stay). The sweeper does
+  // it every tls_reload_seconds; a change or a new error goes to stderr.
+  // kFailedPrecondition without TLS.
+  absl::StatusOr<bool> ReloadTls();
   // host:port of /metrics after Start(); "" without metrics_listen.
   std::string metrics_address() const { return metrics_ ? metrics_->address() : ""; }
 
@@ -96,7 +108,10 @@ class Coordinator {
   std::unique_ptr<storage::Registry> registry_;
   std::unique_ptr<storage::ArtifactStore> artifacts_;
   std::unique_ptr<ControlPlane> plane_;
-  std::shared_ptr<const TokenTable> tokens_;                // null: auth off
+  std::unique_ptr<TokenStore> tokens_;                     // null: auth off
+  std::unique_ptr<TlsReloader> tls_;                       // null: plaintext
+  absl::Mutex tls_mu_;                                     // one ReloadTls at a time
+  std::string tls_error_ ABSL_GUARDED_BY(tls_mu_);         // the last one reported
   std::shared_ptr<grpc::ServerCredentials> credentials_;   // TLS or insecure
   std::atomic<bool> stopping_{false};
   std::unique_ptr<JobServiceImpl> job_service_;

@@ -4,6 +4,7 @@
 //                 [--metrics-listen HOST:PORT] [--prometheus-sd-file FILE]
 // Serves JobService and WorkerService until SIGTERM/SIGINT, then shuts down
 // gracefully (health NOT_SERVING, watchers told, in-flight calls drained).
+// SIGHUP reads the tokens file and the TLS files again.
 #include <signal.h>
 
 #include <cstdio>
@@ -21,8 +22,9 @@ constexpr char kUsage[] =
     "                       [--tokens FILE] [--insecure-allow-remote]\n"
     "  --tls-cert, --tls-key   TLS on the port: server certificate chain and its key\n"
     "  --tls-client-ca         mTLS: clients must present a certificate this CA signed\n"
+    "                          (checked for changes every 60 s and on SIGHUP)\n"
     "  --tokens FILE           bearer tokens (YAML: tokens: [{token, user, role}]);\n"
-    "                          without it every caller is an admin\n"
+    "                          without it every caller is an admin; SIGHUP reads it again\n"
     "  --insecure-allow-remote serve a non-loopback address without TLS and tokens\n"
     "  deploy/make-certs.sh makes a CA and certificates; see deploy/README.md\n"
     "  [--metrics-listen HOST:PORT] [--prometheus-sd-file FILE]: Prometheus /metrics, file SD\n";
@@ -85,6 +87,7 @@ int main(int argc, char** argv) {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
   auto coordinator = gcl::server::Coordinator::Create(options);
@@ -108,7 +111,20 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);
   int sig = 0;
-  sigwait(&set, &sig);
+  while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+    if (!options.tokens_file.empty()) {
+      absl::StatusOr<size_t> n = (*coordinator)->ReloadTokens();
+      if (n.ok()) {
+        std::fprintf(stderr, "gcl-coordinator: SIGHUP: %zu tokens reloaded from %s\n", *n,
+                     options.tokens_file.c_str());
+      } else {
+        std::fprintf(stderr,
+                     "gcl-coordinator: SIGHUP: tokens not reloaded, the previous ones stay: %s\n",
+                     std::string(n.status().message()).c_str());
+      }
+    }
+    if (!options.tls_cert.empty()) (void)(*coordinator)->ReloadTls();  // reports a change itself
+  }
   std::fprintf(stderr, "gcl-coordinator: %s received, shutting down\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   (*coordinator)->Shutdown();
   return 0;

@@ -1,5 +1,5 @@
 // The coordinator's bearer tokens: which token belongs to which user, and the
-// role that user acts in. Loaded once from a YAML file (--tokens):
+// role that user acts in, from a YAML file (--tokens; TokenStore reloads it):
 //
 //   tokens:
 //     - {token: "s3cr3t", user: alice, role: user}

@@ -3,7 +3,6 @@
 #include "gcl/base/read_file.h"
 
 #include <arpa/inet.h>
-#include <grpcpp/security/server_credentials.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -71,8 +70,7 @@ std::string_view HostOf(std::string_view listen) {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerTlsCredentials(
-    const ServerTlsFiles& files) {
+absl::StatusOr<ServerTlsPem> ReadServerTlsFiles(const ServerTlsFiles& files) {
   GCL_ASSIGN_OR_RETURN(std::string cert_pem, ReadPem("--tls-cert", files.cert));
   GCL_ASSIGN_OR_RETURN(std::string key_pem, ReadPem("--tls-key", files.key));
   GCL_ASSIGN_OR_RETURN(X509Ptr cert, FirstCert("--tls-cert", files.cert, cert_pem));
@@ -94,16 +92,12 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerTlsCredential
     return absl::InvalidArgumentError(absl::StrCat(
         "--tls-key ", files.key, ": not the private key of the certificate in ", files.cert));
   }
-  grpc::SslServerCredentialsOptions options(
-      files.client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ServerTlsPem pem{std::move(cert_pem), std::move(key_pem), ""};
   if (!files.client_ca.empty()) {
-    GCL_ASSIGN_OR_RETURN(std::string ca_pem, ReadPem("--tls-client-ca", files.client_ca));
-    GCL_RETURN_IF_ERROR(FirstCert("--tls-client-ca", files.client_ca, ca_pem).status());
-    options.pem_root_certs = std::move(ca_pem);
+    GCL_ASSIGN_OR_RETURN(pem.client_ca, ReadPem("--tls-client-ca", files.client_ca));
+    GCL_RETURN_IF_ERROR(FirstCert("--tls-client-ca", files.client_ca, pem.client_ca).status());
   }
-  options.pem_key_cert_pairs.push_back({std::move(key_pem), std::move(cert_pem)});
-  return grpc::SslServerCredentials(options);
+  return pem;
 }
 
 bool IsLoopbackListen(std::string_view listen) {

@@ -109,6 +109,38 @@ if [ -n "$WORKER" ]; then
   expect_fail "workers without token" "missing token" "$CTL" --addr "$ADDR" --tls-ca certs/ca.pem workers
   kill -TERM "$WPID"; wait "$WPID" || true; WPID=""
 fi
+
+# SIGHUP reads the tokens file again: alice's token revoked, carol's added.
+# A file with a mistake keeps the tokens in force.
+printf 'tokens:\n  - {token: "c4r0l", user: carol, role: user}\n  - {token: "", user: x, role: user}\n' > tokens.yaml
+kill -HUP "$PID"
+for _ in $(seq 50); do grep -q "SIGHUP: tokens not reloaded" coord.log && break; sleep 0.1; done
+grep -q "SIGHUP: tokens not reloaded, the previous ones stay: tokens.yaml:3:" coord.log \
+  || fail "a bad tokens file on SIGHUP was not reported with its line"
+"$CTL" --addr "$ADDR" --tls-ca certs/ca.pem --token s3cr3t list > /dev/null || fail "a bad reload dropped alice"
+printf 'tokens:\n  - {token: "c4r0l", user: carol, role: user}\n' > tokens.yaml
+kill -HUP "$PID"
+for _ in $(seq 50); do grep -q "SIGHUP: 1 tokens reloaded from tokens.yaml" coord.log && break; sleep 0.1; done
+grep -q "SIGHUP: 1 tokens reloaded from tokens.yaml" coord.log || fail "SIGHUP did not reload the tokens"
+expect_fail "revoked token" "invalid token" "$CTL" --addr "$ADDR" --tls-ca certs/ca.pem --token s3cr3t list
+"$CTL" --addr "$ADDR" --tls-ca certs/ca.pem --token c4r0l list > /dev/null || fail "the added token is refused"
+kill -0 "$PID" || fail "the coordinator did not survive SIGHUP"
+# New server certificates (same CA) are used after SIGHUP, without a restart.
+OLD_SERIAL="$(openssl x509 -in certs/server.pem -noout -serial)"
+bash "$MAKE_CERTS" certs > /dev/null || fail "re-issuing the certificates failed"
+[ "$(openssl x509 -in certs/server.pem -noout -serial)" != "$OLD_SERIAL" ] || fail "make-certs.sh kept the server certificate"
+kill -HUP "$PID"
+for _ in $(seq 50); do grep -q "TLS files changed: new connections use them" coord.log && break; sleep 0.1; done
+grep -q "TLS files changed: new connections use them" coord.log || fail "SIGHUP did not reload the TLS files"
+SERVED=""
+for _ in $(seq 30); do  # gRPC reads the served copy every second
+  SERVED="$(openssl s_client -connect "127.0.0.1:${ADDR##*:}" -CAfile certs/ca.pem < /dev/null 2> /dev/null \
+    | openssl x509 -noout -serial 2> /dev/null || true)"
+  [ -n "$SERVED" ] && [ "$SERVED" != "$OLD_SERIAL" ] && break; sleep 0.2
+done
+[ "$SERVED" = "$(openssl x509 -in certs/server.pem -noout -serial)" ] || fail "the server still presents $SERVED"
+"$CTL" --addr "$ADDR" --tls-ca certs/ca.pem --token c4r0l list > /dev/null || fail "list after the TLS reload failed"
+printf 'tokens:\n  - {token: "s3cr3t", user: alice, role: user}\n  - {token: "w0rk3r", user: node1, role: worker}\n' > tokens.yaml
 stop
 
 # mTLS: the coordinator wants a client certificate signed by the CA.

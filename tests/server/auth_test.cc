@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "gcl/v1/worker.grpc.pb.h"
 #include "server/auth_interceptor.h"
 #include "server/coordinator.h"
+#include "server/token_store.h"
 #include "server/token_table.h"
 #include "server/transport_security.h"
 #include "tests/testing/status_matchers.h"
@@ -157,6 +159,29 @@ TEST(TokenTableTest, UnreadableFileIsNotFoundNamingIt) {
       StatusIs(absl::StatusCode::kNotFound, "--tokens /nonexistent/tokens.yaml: cannot read"));
 }
 
+TEST(TokenStoreTest, ReloadReplacesTheTableAndKeepsItOnAnError) {
+  gcl::testing::TempDir dir;
+  const std::string path = (dir.path() / "tokens.yaml").string();
+  std::ofstream(path) << kTokens;
+  GCL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<TokenStore> store, TokenStore::Open(path));
+  std::shared_ptr<const TokenTable> before = store->Current();
+  ASSERT_TRUE(before->Lookup("alice-t0ken").has_value());
+
+  std::ofstream(path) << "tokens:\n  - {token: \"c4r0l\", user: carol, role: user}\n";
+  GCL_ASSERT_OK_AND_ASSIGN(size_t n, store->Reload());
+  EXPECT_EQ(n, 1u);
+  EXPECT_FALSE(store->Current()->Lookup("alice-t0ken").has_value());
+  EXPECT_EQ(store->Current()->Lookup("c4r0l")->user, "carol");
+  // A call that took the old table keeps it.
+  EXPECT_TRUE(before->Lookup("alice-t0ken").has_value());
+
+  std::ofstream(path) << "tokens:\n  - {token: \"d4ve\", user: dave, role: boss}\n";
+  EXPECT_THAT(store->Reload(), StatusIs(absl::StatusCode::kInvalidArgument, path + ":2:39: tokens[0].role: unknown role"));
+  std::filesystem::remove(path);
+  EXPECT_THAT(store->Reload(), StatusIs(absl::StatusCode::kNotFound, path));
+  EXPECT_EQ(store->Current()->Lookup("c4r0l")->user, "carol");
+}
+
 // ------------------------------------------------------ roles and addresses
 
 TEST(AuthorizeTest, RolesPerService) {
@@ -259,21 +284,21 @@ TEST(ServerTlsTest, FileErrorsNameFlagAndFile) {
   const std::string junk = (dir.path() / "junk.pem").string();
   std::ofstream(junk) << "not a certificate\n";
   EXPECT_THAT(
-      MakeServerTlsCredentials({certs + "/nope.pem", certs + "/server.key", ""}),
+      ReadServerTlsFiles({certs + "/nope.pem", certs + "/server.key", ""}),
       StatusIs(absl::StatusCode::kNotFound, "--tls-cert " + certs + "/nope.pem: cannot read"));
   EXPECT_THAT(
-      MakeServerTlsCredentials({junk, certs + "/server.key", ""}),
+      ReadServerTlsFiles({junk, certs + "/server.key", ""}),
       StatusIs(absl::StatusCode::kInvalidArgument, "--tls-cert " + junk + ": no PEM certificate"));
-  EXPECT_THAT(MakeServerTlsCredentials({certs + "/server.pem", junk, ""}),
+  EXPECT_THAT(ReadServerTlsFiles({certs + "/server.pem", junk, ""}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "--tls-key " + junk + ": no unencrypted PEM private key"));
   EXPECT_THAT(
-      MakeServerTlsCredentials({certs + "/server.pem", certs + "/client.key", ""}),
+      ReadServerTlsFiles({certs + "/server.pem", certs + "/client.key", ""}),
       StatusIs(absl::StatusCode::kInvalidArgument, "not the private key of the certificate in"));
-  EXPECT_THAT(MakeServerTlsCredentials({certs + "/server.pem", certs + "/server.key", junk}),
+  EXPECT_THAT(ReadServerTlsFiles({certs + "/server.pem", certs + "/server.key", junk}),
               StatusIs(absl::StatusCode::kInvalidArgument, "--tls-client-ca " + junk));
   GCL_EXPECT_OK(
-      MakeServerTlsCredentials({certs + "/server.pem", certs + "/server.key", certs + "/ca.pem"}));
+      ReadServerTlsFiles({certs + "/server.pem", certs + "/server.key", certs + "/ca.pem"}));
 }
 
 // ------------------------------------------------- Coordinator::Create rules
@@ -522,6 +547,28 @@ TEST_F(AuthCoordinatorTest, UsersCancelOnlyTheirOwnJobsAdminsAny) {
   EXPECT_EQ(resp.job().state(), gcl::v1::JOB_STATE_CANCELLED);
 }
 
+TEST_F(AuthCoordinatorTest, ReloadedTokensApplyToTheNextCall) {
+  ASSERT_TRUE(Submit("alice-t0ken", nullptr).ok());
+  std::ofstream(dir_.path() / "tokens.yaml")
+      << "tokens:\n  - {token: \"c4r0l\", user: carol, role: user}\n";
+  GCL_ASSERT_OK_AND_ASSIGN(size_t n, coordinator_->ReloadTokens());
+  EXPECT_EQ(n, 1u);
+  EXPECT_EQ(Submit("alice-t0ken", nullptr).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  gcl::v1::Job job;
+  ASSERT_TRUE(Submit("c4r0l", &job).ok());
+  EXPECT_EQ(job.owner(), "carol");
+}
+
+TEST(ReloadTokensTest, WithoutTokensThereIsNothingToReload) {
+  gcl::testing::TempDir dir;
+  Coordinator::Options o;
+  o.listen = "127.0.0.1:0";
+  o.db_path = (dir.path() / "registry.db").string();
+  GCL_ASSERT_OK_AND_ASSIGN(auto coordinator, Coordinator::Create(o));
+  EXPECT_THAT(coordinator->ReloadTokens(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "no --tokens file: auth is off"));
+}
+
 TEST_F(AuthCoordinatorTest, HealthNeedsNoToken) {
   grpc::Slice empty("");
   grpc::ByteBuffer request(&empty, 1), response;
@@ -602,6 +649,7 @@ class TlsCoordinatorTest : public ::testing::Test {
     o.tls_cert = certs_ + "/server.pem";
     o.tls_key = certs_ + "/server.key";
     if (mtls) o.tls_client_ca = certs_ + "/ca.pem";
+    o.tls_reload_seconds = reload_seconds_;
     o.shutdown_grace_ms = 200;
     std::ofstream(o.tokens_file) << kTokens;
     GCL_ASSERT_OK_AND_ASSIGN(coordinator_, Coordinator::Create(o));
@@ -628,6 +676,7 @@ class TlsCoordinatorTest : public ::testing::Test {
 
   gcl::testing::TempDir dir_;
   std::string certs_;
+  int reload_seconds_ = 60;
   std::unique_ptr<Coordinator> coordinator_;
 };
 
@@ -656,6 +705,48 @@ TEST_F(TlsCoordinatorTest, MutualTlsNeedsAClientCertificate) {
   tls.pem_private_key = Read(certs_ + "/client.key");
   grpc::Status s = List(grpc::SslCredentials(tls));
   EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
+TEST_F(TlsCoordinatorTest, RotatedCertificatesServeNewHandshakesWithoutARestart) {
+  reload_seconds_ = 1;
+  Start(/*mtls=*/true);
+  // Trusting the CA in ca_dir, presenting the client certificate in client_dir.
+  auto creds = [&](const std::string& ca_dir, const std::string& client_dir) {
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = Read(ca_dir + "/ca.pem");
+    tls.pem_cert_chain = Read(client_dir + "/client.pem");
+    tls.pem_private_key = Read(client_dir + "/client.key");
+    return grpc::SslCredentials(tls);
+  };
+  const std::string old = (dir_.path() / "old").string();
+  std::filesystem::copy(certs_, old);
+  grpc::Status s = List(creds(old, old));
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  // A new CA with new server and client certificates, moved into place.
+  const std::string fresh = (dir_.path() / "fresh").string();
+  ASSERT_TRUE(MakeCerts(fresh));
+  // Half-way (a certificate whose key is not there yet): refused, the old
+  // pair stays in use.
+  std::filesystem::copy_file(fresh + "/server.pem", certs_ + "/server.pem",
+                             std::filesystem::copy_options::overwrite_existing);
+  EXPECT_THAT(coordinator_->ReloadTls(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "not the private key of the certificate"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // gRPC's watcher had its look
+  s = List(creds(old, old));
+  EXPECT_TRUE(s.ok()) << "a mismatched certificate and key replaced a good pair: " << s.error_message();
+  // The rest arrives; the sweeper (every second here) picks the set up.
+  for (const char* f : {"server.key", "server.pem", "ca.pem"}) {
+    std::filesystem::copy_file(fresh + "/" + f, certs_ + "/" + f + ".new");
+    std::filesystem::rename(certs_ + "/" + f + ".new", certs_ + "/" + f);
+  }
+  for (int i = 0; i < 100 && !(s = List(creds(fresh, fresh))).ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(s.ok()) << "the rotated files were not in use within 10 s: " << s.error_message();
+  // The old CA no longer verifies the server's certificate, and the server
+  // no longer accepts a client certificate of the old CA.
+  EXPECT_EQ(List(creds(old, fresh)).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(List(creds(fresh, old)).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_F(TlsCoordinatorTest, NonLoopbackWithTlsAndTokensIsAllowed) {

@@ -1,0 +1,100 @@
+#include "server/tls_reloader.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+
+#include "absl/strings/str_cat.h"
+#include "gcl/base/status_macros.h"
+
+namespace gcl::server {
+namespace {
+
+constexpr char kIdentity[] = "identity.pem";  // key + certificate chain
+constexpr char kClientCa[] = "client_ca.pem";
+
+// Writes `text` to dir/name through a temporary file and a rename, so a
+// reader sees the old or the new content, never a part.
+absl::Status WriteReplacing(const std::string& dir, const char* name, const std::string& text) {
+  const std::string path = absl::StrCat(dir, "/", name);
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(err)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot rename ", tmp, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TlsReloader>> TlsReloader::Create(ServerTlsFiles files) {
+  GCL_ASSIGN_OR_RETURN(ServerTlsPem pem, ReadServerTlsFiles(files));
+  const char* tmp = std::getenv("TMPDIR");
+  std::string templ = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp",
+                                   "/gcl-coordinator-tls-XXXXXX");
+  if (::mkdtemp(templ.data()) == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot make a folder for the TLS files (", templ,
+                                            "): ", std::strerror(errno)));
+  }
+  std::unique_ptr<TlsReloader> reloader(new TlsReloader(std::move(files), templ));
+  GCL_RETURN_IF_ERROR(reloader->Serve(pem));
+  const std::string identity = absl::StrCat(templ, "/", kIdentity);
+  const bool mtls = !reloader->files_.client_ca.empty();
+  // The key and the certificate chain are read from the same file: PEM
+  // readers skip the blocks of the other kind.
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      identity, identity, mtls ? absl::StrCat(templ, "/", kClientCa) : std::string(),
+      /*refresh_interval_sec=*/1);
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_identity_key_cert_pairs();
+  if (mtls) {
+    options.watch_root_certs();
+    options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  } else {
+    options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  }
+  reloader->credentials_ = grpc::experimental::TlsServerCredentials(options);
+  return reloader;
+}
+
+TlsReloader::~TlsReloader() {
+  std::error_code ignored;
+  std::filesystem::remove_all(dir_, ignored);
+}
+
+absl::Status TlsReloader::Serve(const ServerTlsPem& pem) {
+  GCL_RETURN_IF_ERROR(WriteReplacing(dir_, kIdentity, absl::StrCat(pem.key, "\n", pem.cert)));
+  if (!pem.client_ca.empty()) GCL_RETURN_IF_ERROR(WriteReplacing(dir_, kClientCa, pem.client_ca));
+  served_ = pem;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> TlsReloader::Reload() {
+  GCL_ASSIGN_OR_RETURN(ServerTlsPem pem, ReadServerTlsFiles(files_));
+  if (pem == served_) return false;
+  GCL_RETURN_IF_ERROR(Serve(pem));
+  return true;
+}
+
+}  // namespace gcl::server
