@@ -51,8 +51,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
   }
   std::unique_ptr<TlsReloader> tls_reloader;
   if (tls) {
-    GCL_ASSIGN_OR_RETURN(tls_reloader, TlsReloader::Create({options.tls_cert, options.tls_key,
-                                                           options.tls_client_ca}));
+    GCL_ASSIGN_OR_RETURN(tls_reloader,
+                         TlsReloader::Create({options.tls_cert, options.tls_key, options.tls_client_ca},
+                                             options.db_path + ".tls"));
   }
   GCL_ASSIGN_OR_RETURN(auto registry, storage::Registry::Open(options.db_path, options.registry));
   GCL_ASSIGN_OR_RETURN(auto artifacts, storage::ArtifactStore::Open(options.artifacts_dir));

@@ -1,13 +1,11 @@
 #include "server/tls_reloader.h"
 
 #include <fcntl.h>
-#include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
-#include <filesystem>
 
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
@@ -48,23 +46,21 @@ absl::Status WriteReplacing(const std::string& dir, const char* name, const std:
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<TlsReloader>> TlsReloader::Create(ServerTlsFiles files) {
+absl::StatusOr<std::unique_ptr<TlsReloader>> TlsReloader::Create(ServerTlsFiles files,
+                                                                 std::string dir) {
   GCL_ASSIGN_OR_RETURN(ServerTlsPem pem, ReadServerTlsFiles(files));
-  const char* tmp = std::getenv("TMPDIR");
-  std::string templ = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp",
-                                   "/gcl-coordinator-tls-XXXXXX");
-  if (::mkdtemp(templ.data()) == nullptr) {
-    return absl::InternalError(absl::StrCat("cannot make a folder for the TLS files (", templ,
-                                            "): ", std::strerror(errno)));
+  if ((::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) || ::chmod(dir.c_str(), 0700) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot make the folder for the served TLS files ", dir, ": ", std::strerror(errno)));
   }
-  std::unique_ptr<TlsReloader> reloader(new TlsReloader(std::move(files), templ));
+  std::unique_ptr<TlsReloader> reloader(new TlsReloader(std::move(files), dir));
   GCL_RETURN_IF_ERROR(reloader->Serve(pem));
-  const std::string identity = absl::StrCat(templ, "/", kIdentity);
+  const std::string identity = absl::StrCat(dir, "/", kIdentity);
   const bool mtls = !reloader->files_.client_ca.empty();
   // The key and the certificate chain are read from the same file: PEM
   // readers skip the blocks of the other kind.
   auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-      identity, identity, mtls ? absl::StrCat(templ, "/", kClientCa) : std::string(),
+      identity, identity, mtls ? absl::StrCat(dir, "/", kClientCa) : std::string(),
       /*refresh_interval_sec=*/1);
   grpc::experimental::TlsServerCredentialsOptions options(provider);
   options.watch_identity_key_cert_pairs();
@@ -79,8 +75,8 @@ absl::StatusOr<std::unique_ptr<TlsReloader>> TlsReloader::Create(ServerTlsFiles 
 }
 
 TlsReloader::~TlsReloader() {
-  std::error_code ignored;
-  std::filesystem::remove_all(dir_, ignored);
+  for (const char* name : {kIdentity, kClientCa}) ::unlink(absl::StrCat(dir_, "/", name).c_str());
+  ::rmdir(dir_.c_str());
 }
 
 absl::Status TlsReloader::Serve(const ServerTlsPem& pem) {

@@ -22,10 +22,11 @@ namespace gcl::server {
 
 class TlsReloader {
  public:
-  // Checks the files (ReadServerTlsFiles' errors) and copies them into a new
-  // private folder (mode 700) under $TMPDIR or /tmp.
-  static absl::StatusOr<std::unique_ptr<TlsReloader>> Create(ServerTlsFiles files);
-  ~TlsReloader();  // removes the folder
+  // Checks the files (ReadServerTlsFiles' errors) and copies them into
+  // `dir`, made if absent and set to mode 700 (a file there is replaced).
+  static absl::StatusOr<std::unique_ptr<TlsReloader>> Create(ServerTlsFiles files,
+                                                             std::string dir);
+  ~TlsReloader();  // removes the copy
 
   TlsReloader(const TlsReloader&) = delete;
   TlsReloader& operator=(const TlsReloader&) = delete;
