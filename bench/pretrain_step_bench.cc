@@ -6,11 +6,15 @@
 //   build/bench/pretrain_step_bench [--steps N] [--threads T] [--size PX] [--batch SLICES]
 //       [--base W] [--device cpu|cuda|auto] [--precision fp32|bf16] [--variants a,b,...]
 //       [--reference PATH] [--python CMD] [--no-reference] [--no-breakdown]
+//       [--prefetch on|off|both]
 //
 // On CUDA the reference is given `--device cuda` (scripts/gpu/gcl_step_device.py
 // accepts it; the plain gcl_step.py does not, so pass --reference to the wrapper).
 // Prints one row per variant (median step seconds, steps/s, ratio) and the
 // step-time breakdown of `full` (GradMitigator and GradFilter shares).
+// --prefetch: the next batch made on a second thread (PretrainOptions::prefetch;
+// default: the trainer's, on for CUDA only); `both` times the C++ step with
+// and without it, side by side.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -19,6 +23,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,6 +50,8 @@ struct Config {
   bool run_reference = true;
   bool breakdown = true;
   gcl::core::DeviceOptions device;
+  std::optional<bool> prefetch;  // unset: the trainer's default
+  bool compare_prefetch = false;
   std::vector<std::string> variants = {"simclr", "multi_naive", "multi_gm", "full"};
 };
 
@@ -65,6 +72,7 @@ PretrainOptions VariantOptions(const std::string& variant, const Config& c) {
   o.checkpoint_every = 0;
   o.steps = c.steps;
   o.device = c.device;
+  o.prefetch = c.prefetch;
   const std::vector<MetaLabel> all = {MetaLabel::kPatient, MetaLabel::kPhase, MetaLabel::kPosition};
   if (variant == "simclr") {
     o.meta_labels = {};
@@ -182,13 +190,21 @@ int main(int argc, char** argv) {
       auto p = gcl::core::ParsePrecision(argv[++i]);
       if (!p.ok()) return std::fprintf(stderr, "%s\n", p.status().ToString().c_str()), 2;
       c.device.precision = *p;
+    } else if (a == "--prefetch" && i + 1 < argc) {
+      const std::string v = argv[++i];
+      if (v != "on" && v != "off" && v != "both") {
+        return std::fprintf(stderr, "--prefetch: on, off or both, not '%s'\n", v.c_str()), 2;
+      }
+      c.compare_prefetch = v == "both";
+      if (!c.compare_prefetch) c.prefetch = v == "on";
     } else if (a == "--no-reference") c.run_reference = false;
     else if (a == "--no-breakdown") c.breakdown = false;
     else {
       std::fprintf(stderr,
                    "usage: %s [--steps N] [--threads T] [--size PX] [--batch SLICES] [--base W]\n"
                    "  [--device cpu|cuda|auto] [--precision fp32|bf16] [--variants a,b,...]\n"
-                   "  [--reference PATH] [--python CMD] [--no-reference] [--no-breakdown]\n",
+                   "  [--reference PATH] [--python CMD] [--no-reference] [--no-breakdown]\n"
+                   "  [--prefetch on|off|both]\n",
                    argv[0]);
       return 2;
     }
@@ -223,17 +239,28 @@ int main(int argc, char** argv) {
               (long long)c.size, (long long)c.batch, (long long)(2 * c.batch), (long long)c.base,
               (long long)c.threads, (long long)c.steps, device_name.c_str(),
               gcl::core::PrecisionName(c.device.precision).c_str(), TORCH_VERSION);
-  std::printf("%-12s %12s %10s %12s %10s %8s\n", "variant", "c++ s/step", "c++ st/s", "torch s/step",
+  std::printf("%-12s %12s %10s %12s %10s %8s", "variant", "c++ s/step", "c++ st/s", "torch s/step",
               "torch st/s", "ratio");
+  if (c.compare_prefetch) std::printf(" %17s %8s", "c++ no-prefetch", "gain");
+  std::printf("\n");
   for (const std::string& variant : c.variants) {
-    const double ours = TimeVariant(*data, variant, c, nullptr);
+    Config with = c;
+    if (c.compare_prefetch) with.prefetch = true;
+    const double ours = TimeVariant(*data, variant, with, nullptr);
     const double ref = c.run_reference ? TimeReference(variant, c) : -1;
     if (ref > 0) {
-      std::printf("%-12s %12.4f %10.2f %12.4f %10.2f %7.2fx\n", variant.c_str(), ours, 1 / ours, ref,
+      std::printf("%-12s %12.4f %10.2f %12.4f %10.2f %7.2fx", variant.c_str(), ours, 1 / ours, ref,
                   1 / ref, ref / ours);
     } else {
-      std::printf("%-12s %12.4f %10.2f %12s %10s %8s\n", variant.c_str(), ours, 1 / ours, "-", "-", "-");
+      std::printf("%-12s %12.4f %10.2f %12s %10s %8s", variant.c_str(), ours, 1 / ours, "-", "-", "-");
     }
+    if (c.compare_prefetch) {
+      Config without = c;
+      without.prefetch = false;
+      const double plain = TimeVariant(*data, variant, without, nullptr);
+      std::printf(" %17.4f %7.2fx", plain, plain / ours);
+    }
+    std::printf("\n");
     std::fflush(stdout);
   }
 

@@ -4,8 +4,8 @@
 #   1. configure the LibTorch core against that torch's LibTorch
 #      (-DGCL_CUDA=ON -DGCL_CORE_ONLY=ON) and build it (ninja -k 0),
 #   2. run train_device_test (CPU vs CUDA) and pretrain_step_bench on CUDA
-#      (fp32 with the PyTorch reference side by side on the same GPU, then
-#      bf16) at BENCH_ARGS,
+#      (fp32 with the PyTorch reference side by side on the same GPU, and with
+#      and without batch prefetching; then bf16) at BENCH_ARGS,
 #   3. build the rest and run the core tests (ctest; GCL_EXPECT_CUDA=1 so the
 #      CUDA tests cannot skip).
 # Logs go to OUT ($1, else $OUT, else /tmp/gcl-gpu-out): env.txt, configure.log,
@@ -91,7 +91,7 @@ if [[ -x $bench && -z ${SKIP_BENCH:-} ]]; then
   export GCL_STEP_PY=${GCL_STEP_PY:-$(ls "$src/../gcl_step.py" "$src/.gpu-deps/gcl_step.py" "$src/../shared/reference/gcl_step.py" 2>/dev/null | head -1)}
   note "bench fp32 on $device, reference $GCL_STEP_PY: $BENCH_ARGS"
   timeout $(left 150) env LD_LIBRARY_PATH="$ldp" "$bench" $BENCH_ARGS --device $device --precision fp32 \
-    --reference "$ref" --python "env -u LD_LIBRARY_PATH $python" > "$out/bench_fp32.txt" 2>&1
+    --prefetch both --reference "$ref" --python "env -u LD_LIBRARY_PATH $python" > "$out/bench_fp32.txt" 2>&1
   note "bench fp32 rc=$? ($(( $(date +%s) - t0 )) s)"
   cat "$out/bench_fp32.txt" >> "$summary"
   timeout $(left 110) env LD_LIBRARY_PATH="$ldp" "$bench" $BENCH_ARGS --device $device --precision bf16 \

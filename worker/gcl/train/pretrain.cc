@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -110,6 +111,17 @@ struct Pretrainer::Impl {
   // Cumulative per ordered pair: none, slight, conflict, modified (spec 7.2).
   torch::Tensor conflict_totals;
   int64_t start_step = 0;
+  int64_t end_step = 0;  // Run's last step + 1: no batch is made beyond it
+
+  // A step's global batch and this rank's augmented views of it (CPU;
+  // pinned when training on CUDA, so the copy to the device is a DMA).
+  struct Batch {
+    std::vector<SliceRef> refs;
+    torch::Tensor views;
+  };
+  bool prefetch = false;
+  int64_t next_step = -1;
+  std::future<Batch> next_batch;  // being made for next_step
 
   int64_t num_losses() const { return static_cast<int64_t>(label_names.size()); }
 
@@ -128,6 +140,12 @@ struct Pretrainer::Impl {
   // the all-reduce of the parameter gradients adds the parts up).
   torch::Tensor GatherViews(const torch::Tensor& local, const char* what);
   void PruneCheckpoints();
+  // The batch of step t: a pure function of t (sampler and augmentation
+  // seeds), so it may be made ahead on another thread.
+  Batch MakeBatch(int64_t t) const;
+  // The batch of step t, made ahead when it was; starts making t + 1's when
+  // prefetching.
+  Batch TakeBatch(int64_t t);
   // One training step (0-based index t). Returns the total loss.
   double Step(int64_t t, bool log, MetricsRecord* record);
 };
@@ -135,6 +153,7 @@ struct Pretrainer::Impl {
 absl::Status Pretrainer::Impl::Init() {
   at::set_num_threads(static_cast<int>(ResolveThreads(opt.threads)));
   GCL_ASSIGN_OR_RETURN(placement, DevicePlacement::Create(opt.device));
+  prefetch = opt.prefetch.value_or(placement.is_cuda());
   if (dataset->train.empty()) return absl::InvalidArgumentError("pre-training set is empty");
   if (!opt.image_loss && !opt.pixel_loss) {
     return absl::InvalidArgumentError("method: neither the image nor the pixel loss is enabled");
@@ -288,6 +307,35 @@ void Pretrainer::Impl::PruneCheckpoints() {
   }
 }
 
+Pretrainer::Impl::Batch Pretrainer::Impl::MakeBatch(int64_t t) const {
+  Batch b;
+  b.refs = sampler->BatchAt(t);  // the global batch; this rank's shard below
+  const int64_t shard = static_cast<int64_t>(b.refs.size()) / world(), first = rank() * shard;
+  std::vector<torch::Tensor> slices;
+  slices.reserve(shard);
+  for (int64_t i = first; i < first + shard; ++i) {
+    slices.push_back(dataset->train[b.refs[i].volume].image[b.refs[i].slice]);
+  }
+  b.views = TwoViewAugment(torch::stack(slices), opt.augment,
+                           StreamSeed(opt.seed, RngStream::kAugment, t), nullptr,
+                           /*first_view=*/2 * first);
+  if (placement.is_cuda()) b.views = b.views.pin_memory();
+  return b;
+}
+
+Pretrainer::Impl::Batch Pretrainer::Impl::TakeBatch(int64_t t) {
+  Batch b = next_batch.valid() && next_step == t ? next_batch.get() : MakeBatch(t);
+  if (prefetch && t + 1 < end_step) {
+    next_step = t + 1;
+    const int threads = at::get_num_threads();
+    next_batch = std::async(std::launch::async, [this, threads, s = t + 1] {
+      at::set_num_threads(threads);  // per thread with OpenMP: the step's count, not all cores
+      return MakeBatch(s);
+    });
+  }
+  return b;
+}
+
 double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
   // Phase timings (only recorded on log steps) give the step-time breakdown.
   auto mark = std::chrono::steady_clock::now();
@@ -301,18 +349,10 @@ double Pretrainer::Impl::Step(int64_t t, bool log, MetricsRecord* record) {
     mark = now;
   };
   if (group != nullptr) group->SetStep(t);
-  const auto refs = sampler->BatchAt(t);  // the global batch; this rank's shard below
-  const int64_t shard = static_cast<int64_t>(refs.size()) / world(), first = rank() * shard;
-  std::vector<torch::Tensor> slices;
-  slices.reserve(shard);
-  for (int64_t i = first; i < first + shard; ++i) {
-    slices.push_back(dataset->train[refs[i].volume].image[refs[i].slice]);
-  }
-  torch::Tensor views = TwoViewAugment(torch::stack(slices), opt.augment,
-                                       StreamSeed(opt.seed, RngStream::kAugment, t), nullptr,
-                                       /*first_view=*/2 * first);
-  views = placement.Input(views);
-  lap("data");
+  Batch batch = TakeBatch(t);
+  const std::vector<SliceRef>& refs = batch.refs;
+  torch::Tensor views = placement.Input(batch.views);
+  lap("data");  // with prefetching: the wait for the batch and its copy
 
   auto autocast = placement.Autocast();  // bf16 forward when asked; losses stay fp32
   const auto feats = encoder->forward(views);
@@ -516,6 +556,7 @@ absl::StatusOr<PretrainResult> Pretrainer::Run(const PretrainCallbacks& callback
   std::vector<double> window;
   bool first_window_done = false;
   const int64_t end = opt.stop_after_step >= 0 ? std::min(opt.steps, opt.stop_after_step) : opt.steps;
+  im.end_step = end;
   int64_t t = im.start_step;
   absl::Status status = CatchToStatus("pre-training", [&]() -> absl::Status {
     for (; t < end; ++t) {

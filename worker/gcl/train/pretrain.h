@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <functional>
 #include <memory>
 #include <string>
@@ -67,6 +68,12 @@ struct PretrainOptions {
   // Device, bf16 autocast and channels-last (device_placement.h). The default,
   // CPU fp32 channels-last, is what the tests pin.
   DeviceOptions device;
+  // Make the next step's batch (sampling and augmentation, on the CPU) on a
+  // second thread while this step trains. Unset: on when training on CUDA,
+  // where the data phase was 23-29% of a step on an H200 (docs/gpu.md); on
+  // the CPU the second thread would compete with the step for the cores.
+  // Either way the batches, and so the results, are the same.
+  std::optional<bool> prefetch;
 
   int64_t log_every = 10;
   int64_t checkpoint_every = 100;
