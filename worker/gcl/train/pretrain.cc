@@ -8,7 +8,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <future>
 #include <mutex>
 #include <thread>
 
@@ -26,6 +25,7 @@
 #include "worker/gcl/train/checkpoint.h"
 #include "worker/gcl/train/conflict_metrics.h"
 #include "worker/gcl/train/device_placement.h"
+#include "worker/gcl/train/prefetcher.h"
 #include "worker/gcl/train/safetensors.h"
 
 namespace gcl::core {
@@ -119,9 +119,7 @@ struct Pretrainer::Impl {
     std::vector<SliceRef> refs;
     torch::Tensor views;
   };
-  bool prefetch = false;
-  int64_t next_step = -1;
-  std::future<Batch> next_batch;  // being made for next_step
+  std::unique_ptr<Prefetcher<Batch>> prefetcher;  // null: batches made in the step
 
   int64_t num_losses() const { return static_cast<int64_t>(label_names.size()); }
 
@@ -143,8 +141,8 @@ struct Pretrainer::Impl {
   // The batch of step t: a pure function of t (sampler and augmentation
   // seeds), so it may be made ahead on another thread.
   Batch MakeBatch(int64_t t) const;
-  // The batch of step t, made ahead when it was; starts making t + 1's when
-  // prefetching.
+  // The batch of step t, made ahead when prefetching; then starts making
+  // t + 1's.
   Batch TakeBatch(int64_t t);
   // One training step (0-based index t). Returns the total loss.
   double Step(int64_t t, bool log, MetricsRecord* record);
@@ -153,7 +151,9 @@ struct Pretrainer::Impl {
 absl::Status Pretrainer::Impl::Init() {
   at::set_num_threads(static_cast<int>(ResolveThreads(opt.threads)));
   GCL_ASSIGN_OR_RETURN(placement, DevicePlacement::Create(opt.device));
-  prefetch = opt.prefetch.value_or(placement.is_cuda());
+  if (opt.prefetch.value_or(placement.is_cuda())) {
+    prefetcher = std::make_unique<Prefetcher<Batch>>([this](int64_t t) { return MakeBatch(t); });
+  }
   if (dataset->train.empty()) return absl::InvalidArgumentError("pre-training set is empty");
   if (!opt.image_loss && !opt.pixel_loss) {
     return absl::InvalidArgumentError("method: neither the image nor the pixel loss is enabled");
@@ -324,15 +324,9 @@ Pretrainer::Impl::Batch Pretrainer::Impl::MakeBatch(int64_t t) const {
 }
 
 Pretrainer::Impl::Batch Pretrainer::Impl::TakeBatch(int64_t t) {
-  Batch b = next_batch.valid() && next_step == t ? next_batch.get() : MakeBatch(t);
-  if (prefetch && t + 1 < end_step) {
-    next_step = t + 1;
-    const int threads = at::get_num_threads();
-    next_batch = std::async(std::launch::async, [this, threads, s = t + 1] {
-      at::set_num_threads(threads);  // per thread with OpenMP: the step's count, not all cores
-      return MakeBatch(s);
-    });
-  }
+  if (prefetcher == nullptr) return MakeBatch(t);
+  Batch b = prefetcher->Take(t);
+  if (t + 1 < end_step) prefetcher->Ahead(t + 1);
   return b;
 }
 
