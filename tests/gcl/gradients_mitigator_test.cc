@@ -95,6 +95,25 @@ TEST(GradLayoutTest, TensorGramMatchesDots) {
   EXPECT_DOUBLE_EQ(g[1][1][1].item<double>(), 2);
 }
 
+TEST(GradLayoutTest, FusedTensorGramEqualsTheDots) {
+  // The GPU path, run on the CPU: per-tensor segment sums of the products.
+  torch::manual_seed(3);
+  GradLayout layout = LayoutOf({{16, 8, 3, 3}, {16}, {1}, {32, 16, 3, 3}, {32}, {7, 5}});
+  std::vector<torch::Tensor> grads;
+  for (int m = 0; m < 3; ++m) grads.push_back(torch::randn({layout.numel()}));
+  const torch::Tensor dots = TensorGram(layout, grads);
+  const torch::Tensor fused = TensorGramFused(layout, grads);
+  ASSERT_EQ(fused.sizes(), torch::IntArrayRef({6, 3, 3}));
+  EXPECT_TRUE(torch::allclose(fused, dots, /*rtol=*/1e-5, /*atol=*/1e-4))
+      << "max diff " << (fused - dots).abs().max().item<double>();
+  EXPECT_TRUE(torch::equal(fused, fused.transpose(1, 2)));
+  // The hand-computed case above.
+  GradLayout two = LayoutOf({{3}, {2}});
+  const torch::Tensor g = TensorGramFused(two, {Flat({1, 2, 3, 4, 5}), Flat({-1, 0, 2, 1, 1})});
+  EXPECT_TRUE(torch::equal(g, torch::tensor({14.0, 5.0, 5.0, 5.0, 41.0, 9.0, 9.0, 2.0},
+                                            torch::kFloat64).reshape({2, 2, 2})));
+}
+
 // Spec 12 test 2: after one injection cos(g'_m, g_m') = φ̂ for φ ∈ (−1, φ̂).
 TEST(GradMitigatorTest, InjectionReachesTarget) {
   std::mt19937_64 rng(42);

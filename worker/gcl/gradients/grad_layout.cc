@@ -1,5 +1,7 @@
 #include "worker/gcl/gradients/grad_layout.h"
 
+#include <ATen/ops/segment_reduce.h>
+
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -64,13 +66,36 @@ void GradLayout::Unflatten(const torch::Tensor& flat, std::vector<torch::Tensor>
 
 namespace gcl::core {
 
-torch::Tensor TensorGram(const GradLayout& layout, const std::vector<torch::Tensor>& grads) {
-  const int64_t nm = static_cast<int64_t>(grads.size()), nq = layout.num_tensors();
+namespace {
+
+void CheckGramInputs(const GradLayout& layout, const std::vector<torch::Tensor>& grads) {
   for (const auto& g : grads) {
     TORCH_CHECK(g.dim() == 1 && g.numel() == layout.numel(), "TensorGram: expected [",
                 layout.numel(), "] buffers, got ", g.sizes());
   }
+}
+
+// [Q, M, M] float64 from the upper triangles' values (q-major, a <= b).
+torch::Tensor SymmetricGram(const double* d, int64_t nq, int64_t nm) {
+  torch::Tensor gram = torch::empty({nq, nm, nm}, torch::kFloat64);
+  double* g = gram.data_ptr<double>();
+  for (int64_t q = 0; q < nq; ++q) {
+    for (int64_t a = 0; a < nm; ++a) {
+      for (int64_t b = a; b < nm; ++b) {
+        g[(q * nm + a) * nm + b] = g[(q * nm + b) * nm + a] = *d++;
+      }
+    }
+  }
+  return gram;
+}
+
+}  // namespace
+
+torch::Tensor TensorGram(const GradLayout& layout, const std::vector<torch::Tensor>& grads) {
+  const int64_t nm = static_cast<int64_t>(grads.size()), nq = layout.num_tensors();
+  CheckGramInputs(layout, grads);
   if (nq == 0 || nm == 0) return torch::zeros({nq, nm, nm}, torch::kFloat64);
+  if (grads[0].is_cuda()) return TensorGramFused(layout, grads);
   std::vector<torch::Tensor> dots;
   dots.reserve(nq * nm * (nm + 1) / 2);
   for (int64_t q = 0; q < nq; ++q) {
@@ -82,17 +107,38 @@ torch::Tensor TensorGram(const GradLayout& layout, const std::vector<torch::Tens
     }
   }
   const torch::Tensor host = at::stack(dots).to(torch::kCPU, torch::kFloat64).contiguous();
-  const double* d = host.data_ptr<double>();
-  torch::Tensor gram = torch::empty({nq, nm, nm}, torch::kFloat64);
-  double* g = gram.data_ptr<double>();
-  for (int64_t q = 0; q < nq; ++q) {
-    for (int64_t a = 0; a < nm; ++a) {
-      for (int64_t b = a; b < nm; ++b) {
-        g[(q * nm + a) * nm + b] = g[(q * nm + b) * nm + a] = *d++;
-      }
+  return SymmetricGram(host.data_ptr<double>(), nq, nm);
+}
+
+torch::Tensor TensorGramFused(const GradLayout& layout, const std::vector<torch::Tensor>& grads) {
+  const int64_t nm = static_cast<int64_t>(grads.size()), nq = layout.num_tensors();
+  CheckGramInputs(layout, grads);
+  if (nq == 0 || nm == 0) return torch::zeros({nq, nm, nm}, torch::kFloat64);
+  const torch::Device device = grads[0].device();
+  std::vector<int64_t> first, second, lengths;  // the pairs a <= b; the tensors' sizes
+  for (int64_t a = 0; a < nm; ++a) {
+    for (int64_t b = a; b < nm; ++b) {
+      first.push_back(a);
+      second.push_back(b);
     }
   }
-  return gram;
+  for (int64_t q = 0; q < nq; ++q) lengths.push_back(layout.size(q));
+  auto index = [&](const std::vector<int64_t>& v) {
+    return torch::tensor(v, torch::kLong).to(device, /*non_blocking=*/false);
+  };
+  const int64_t np = static_cast<int64_t>(first.size());
+  std::vector<int64_t> all_lengths;  // every pair's row cut into the Q tensors
+  for (int64_t p = 0; p < np; ++p) all_lengths.insert(all_lengths.end(), lengths.begin(), lengths.end());
+  const torch::Tensor g = torch::stack(grads).to(torch::kFloat32);  // [M, numel]
+  const torch::Tensor products = g.index_select(0, index(first)) * g.index_select(0, index(second));
+  // One 1-D segmented sum over all pairs' rows: on CUDA that is cub's
+  // segmented reduce (a block per segment); segment_reduce's kernel for 2-D
+  // data loops over a segment in a single thread.
+  const torch::Tensor sums =
+      at::segment_reduce(products.reshape({-1}), "sum", index(all_lengths), {}, {}, /*axis=*/0,
+                         /*unsafe=*/false, /*initial=*/0.0);  // [pairs * Q], pair-major
+  const torch::Tensor host = sums.reshape({np, nq}).t().to(torch::kCPU, torch::kFloat64).contiguous();
+  return SymmetricGram(host.data_ptr<double>(), nq, nm);
 }
 
 torch::Tensor BlockLinearCombination(const std::vector<torch::Tensor>& grads,

@@ -67,7 +67,16 @@ class GradLayout {
 // Returns float64 CPU [Q, M, M]. M(M+1)/2 · Q dots on views of the buffers and
 // one device-to-host copy: measured faster on CPU than stacking the buffers
 // for a Gram matmul (the stack alone costs more than all the dots).
+// On a GPU it runs TensorGramFused instead.
 torch::Tensor TensorGram(const GradLayout& layout, const std::vector<torch::Tensor>& grads);
+
+// TensorGram in a handful of kernels: the products of the stacked buffers
+// for each pair (a, b), summed per tensor by one segmented sum, then one
+// copy to the host. On a GPU the Q · M(M+1)/2 dots cost more in launches (~10 µs
+// each) than in arithmetic: GradMitigator was 9-12% of an H200 step at
+// 128 px (docs/gpu.md). Any device; equal to TensorGram up to float32
+// summation order. Uses (M + M(M+1)/2) x numel floats of scratch memory.
+torch::Tensor TensorGramFused(const GradLayout& layout, const std::vector<torch::Tensor>& grads);
 
 // Σ_a coef[a, b] · g_a restricted to block b = [offsets[b], offsets[b] +
 // sizes[b]), for all blocks (which must tile [0, numel)); coef is row-major
