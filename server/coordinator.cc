@@ -1,8 +1,8 @@
 #include "server/coordinator.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <utility>
 #include <vector>
