@@ -75,7 +75,7 @@ torch::Tensor TensorGram(const GradLayout& layout, const std::vector<torch::Tens
 // copy to the host. On a GPU the Q · M(M+1)/2 dots cost more in launches (~10 µs
 // each) than in arithmetic: GradMitigator was 9-12% of an H200 step at
 // 128 px (docs/gpu.md). Any device, but slow on the CPU, whose segmented
-// sum is serial: 255 ms against 3.7 ms for the dots on the 2-core VM (30
+// sum is serial: 130 ms against 4.0 ms for the dots on the idle 2-core VM (30
 // tensors, 4.7 M floats). Equal to TensorGram up to float32 summation
 // order. Uses (M + M(M+1)/2) x numel floats of scratch memory.
 torch::Tensor TensorGramFused(const GradLayout& layout, const std::vector<torch::Tensor>& grads);
