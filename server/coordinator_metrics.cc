@@ -1,13 +1,9 @@
 #include "server/coordinator_metrics.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <exception>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -17,6 +13,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "gcl/base/json.h"
+#include "gcl/base/write_file.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
@@ -159,21 +156,8 @@ class CoordinatorMetrics::Impl : public prometheus::Collectable {
     std::lock_guard<std::mutex> lock(sd_mu_);
     if (doc == sd_written_) return absl::OkStatus();
     // Prometheus may read at any time: it must only ever see a whole file.
-    const std::string tmp = options_.sd_file + ".tmp";
-    {
-      std::ofstream f(tmp, std::ios::trunc);
-      f << doc;
-      f.flush();
-      if (!f) {
-        return absl::UnavailableError(
-            absl::StrCat("--prometheus-sd-file: cannot write ", tmp, ": ", std::strerror(errno)));
-      }
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, options_.sd_file, ec);
-    if (ec) {
-      return absl::UnavailableError(absl::StrCat("--prometheus-sd-file: cannot rename ", tmp,
-                                                 " to ", options_.sd_file, ": ", ec.message()));
+    if (absl::Status s = WriteFileReplacing(options_.sd_file, doc); !s.ok()) {
+      return absl::UnavailableError(absl::StrCat("--prometheus-sd-file: ", s.message()));
     }
     sd_written_ = doc;
     return absl::OkStatus();

@@ -1,6 +1,5 @@
 #include "server/tls_reloader.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,37 +11,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "gcl/base/status_macros.h"
+#include "gcl/base/write_file.h"
 
 namespace gcl::server {
 namespace {
 
 constexpr char kIdentity[] = "identity.pem";  // key + certificate chain
 constexpr char kClientCa[] = "client_ca.pem";
-
-// Writes `text` to dir/name through a temporary file and a rename, so a
-// reader sees the old or the new content, never a part.
-absl::Status WriteReplacing(const std::string& dir, const char* name, const std::string& text) {
-  const std::string path = absl::StrCat(dir, "/", name);
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(err)));
-    }
-    done += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("cannot rename ", tmp, ": ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -80,8 +55,12 @@ TlsReloader::~TlsReloader() {
 }
 
 absl::Status TlsReloader::Serve(const ServerTlsPem& pem) {
-  GCL_RETURN_IF_ERROR(WriteReplacing(dir_, kIdentity, absl::StrCat(pem.key, "\n", pem.cert)));
-  if (!pem.client_ca.empty()) GCL_RETURN_IF_ERROR(WriteReplacing(dir_, kClientCa, pem.client_ca));
+  // One file and one rename: gRPC's watcher never reads a key with another certificate.
+  GCL_RETURN_IF_ERROR(WriteFileReplacing(absl::StrCat(dir_, "/", kIdentity),
+                                         absl::StrCat(pem.key, "\n", pem.cert), 0600));
+  if (!pem.client_ca.empty()) {
+    GCL_RETURN_IF_ERROR(WriteFileReplacing(absl::StrCat(dir_, "/", kClientCa), pem.client_ca, 0600));
+  }
   served_ = pem;
   return absl::OkStatus();
 }
