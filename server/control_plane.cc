@@ -426,10 +426,19 @@ absl::StatusOr<std::vector<gcl::v1::Assignment>> ControlPlane::AssignTo(const st
 absl::StatusOr<std::optional<gcl::v1::Assignment>> ControlPlane::StartPlacement(
     const Placement& p, const std::string& worker_id, gcl::v1::Assignment a) {
   GCL_ASSIGN_OR_RETURN(JobRecord job, registry_->GetJob(p.job_id));
+  // The members' worker rows, node order: the rendezvous host, the order of
+  // their devices (MIG), their registered device ids.
+  std::vector<storage::WorkerRecord> rows;
+  std::vector<std::vector<int64_t>> device_order;
+  for (const std::string& id : p.workers) {
+    GCL_ASSIGN_OR_RETURN(storage::WorkerRecord w, registry_->GetWorker(id));
+    device_order.push_back(DeviceOrder(w, job.devices > 1));
+    rows.push_back(std::move(w));
+  }
   std::string rendezvous;
   if (job.devices > 1) {
     // Rank 0 (node 0's first device) hosts the TCPStore.
-    GCL_ASSIGN_OR_RETURN(storage::WorkerRecord host, registry_->GetWorker(p.workers[0]));
+    const storage::WorkerRecord& host = rows[0];
     GCL_ASSIGN_OR_RETURN(auto open, registry_->OpenAttemptsOn(host.id));
     std::set<int32_t> in_use;
     for (const storage::OpenAttempt& o : open) {
@@ -440,11 +449,6 @@ absl::StatusOr<std::optional<gcl::v1::Assignment>> ControlPlane::StartPlacement(
                                             host.rendezvous_port_max, in_use));
     rendezvous = JoinHostPort(host.address.empty() ? "127.0.0.1" : host.address, port);
   }
-  std::vector<std::vector<int64_t>> device_order;
-  for (const std::string& id : p.workers) {
-    GCL_ASSIGN_OR_RETURN(storage::WorkerRecord w, registry_->GetWorker(id));
-    device_order.push_back(DeviceOrder(w, job.devices > 1));
-  }
   absl::StatusOr<storage::GangAttempt> gang =
       registry_->StartGangAttempt(p.job_id, p.workers, rendezvous, device_order);
   if (absl::IsFailedPrecondition(gang.status()) || absl::IsNotFound(gang.status())) {
@@ -453,8 +457,7 @@ absl::StatusOr<std::optional<gcl::v1::Assignment>> ControlPlane::StartPlacement(
   if (!gang.ok()) return gang.status();
   for (const storage::AttemptMember& m : gang->members) {
     if (m.worker_id != worker_id) continue;
-    GCL_ASSIGN_OR_RETURN(std::vector<std::string> ids, MemberDeviceIds(m));
-    SetMember(job, *gang, m, ids, &a);
+    SetMember(job, *gang, m, ToRegisteredDeviceIds(rows[m.node_index], m.device_ids), &a);
     return std::optional<gcl::v1::Assignment>(std::move(a));
   }
   return absl::InternalError(absl::StrCat("worker ", worker_id, " is no member of its placement"));

@@ -129,6 +129,8 @@ std::vector<std::string> RegisteredDeviceIds(const storage::WorkerRecord& record
 }
 
 std::vector<int64_t> MigDeviceIndices(const storage::WorkerRecord& record) {
+  // Cheap pre-check, as in HasCudaDevices: asked for every worker on every pass.
+  if (!absl::StrContains(record.labels_json, "/mig")) return {};
   const std::vector<std::string> ids = RegisteredDeviceIds(record);
   std::vector<int64_t> out;
   for (size_t i = 0; i < ids.size(); ++i) {

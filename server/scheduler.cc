@@ -57,7 +57,7 @@ bool Satisfiable(int64_t devices, int64_t nodes, DeviceKind kind,
   const int64_t per_node = devices / std::max<int64_t>(1, nodes);
   int64_t big_enough[2] = {0, 0};  // CPU, CUDA workers
   for (const WorkerCapacity& w : workers) {
-    const int64_t usable = devices > 1 ? w.total_devices - w.mig_devices : w.total_devices;
+    const int64_t usable = devices > 1 ? WholeDevices(w).total_devices : w.total_devices;
     if (OfKind(kind, w.cuda) && usable >= per_node) ++big_enough[w.cuda ? 1 : 0];
   }
   return std::max(big_enough[0], big_enough[1]) >= std::max<int64_t>(1, nodes);
