@@ -8,6 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/cuda.h"
 #include "tests/testing/free_port.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/tiny_training.h"
@@ -21,6 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::gcl::testing::FreeLoopbackPort;
 using ::gcl::testing::IsOk;
+using ::gcl::testing::StatusIs;
 using ::gcl::testing::TinyFullPretrainOptions;
 using ::gcl::testing::TinySyntheticData;
 using ::gcl::testing::TempDir;
@@ -169,6 +171,36 @@ TEST(DataParallelTest, BatchNotDivisibleByRanksIsRejected) {
     return errs;
   }();
   for (const auto& e : states) EXPECT_THAT(e, HasSubstr("train.batch 16 is not a multiple of the 3 ranks"));
+}
+
+// NCCL on the one GPU a device check has. NCCL refuses two ranks on one
+// device, so a group of one rank goes through every kind of collective the
+// trainer uses: the communicator's set-up, all_reduce (blocking, and started
+// then waited on with the timeout), broadcast of host tensors through the
+// device, and all_gather. Without NCCL compiled in, a CUDA group is refused.
+TEST(DataParallelTest, NcclGroupRunsEveryCollective) {
+  DataParallelOptions o = RankOptions(0, 1, FreeLoopbackPort(), 30);
+  o.cuda = true;
+#ifndef USE_C10D_NCCL
+  EXPECT_THAT(DataParallelGroup::Join(o),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "built without NCCL"));
+  return;
+#endif
+  GCL_REQUIRE_CUDA();
+  auto group = DataParallelGroup::Join(o);
+  ASSERT_THAT(group, IsOk());
+  const torch::Tensor values = torch::arange(6, torch::kFloat32).to(torch::kCUDA);
+  torch::Tensor t = values.clone();
+  (*group)->AllReduceSum(t, "all_reduce");
+  auto work = (*group)->StartAllReduceSum(t);
+  (*group)->Wait(work, "started all_reduce");
+  EXPECT_TRUE(torch::equal(t.cpu(), values.cpu()));
+  std::vector<torch::Tensor> host = {torch::tensor({7, 1234567}, torch::kInt64)};
+  (*group)->Broadcast(host, "broadcast");
+  EXPECT_TRUE(host[0].device().is_cpu());
+  EXPECT_EQ(host[0][1].item<int64_t>(), 1234567);
+  const torch::Tensor all = (*group)->AllGather(values.view({2, 3}), "all_gather");
+  EXPECT_TRUE(torch::equal(all.cpu(), values.view({2, 3}).cpu()));
 }
 
 TEST(DataParallelTest, OptionsFromTheAgentsEnvironment) {

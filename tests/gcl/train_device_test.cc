@@ -1,19 +1,17 @@
 // Device placement (issue 6, GPU build): option parsing, autocast scope,
 // bf16 pre-training on the CPU, and -- where a CUDA device is visible --
-// pre-training and fine-tuning on CUDA against the CPU run. Without CUDA the
-// CUDA tests skip, unless GCL_EXPECT_CUDA=1 (the device check sets it, so a
-// LibTorch that silently lost its CUDA backend fails instead of skipping).
+// pre-training and fine-tuning on CUDA against the CPU run (GCL_REQUIRE_CUDA).
 #include "worker/gcl/train/device_placement.h"
 
 #include <torch/torch.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/cuda.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/tiny_training.h"
 #include "worker/gcl/data/synthetic.h"
@@ -28,19 +26,6 @@ using ::gcl::testing::TinyFullPretrainOptions;
 using ::gcl::testing::TinySyntheticData;
 using ::gcl::testing::StatusIs;
 using ::testing::HasSubstr;
-
-bool ExpectCuda() {
-  const char* e = std::getenv("GCL_EXPECT_CUDA");
-  return e != nullptr && std::string(e) == "1";
-}
-
-#define GCL_REQUIRE_CUDA()                                                   \
-  do {                                                                       \
-    if (!CudaAvailable()) {                                                  \
-      if (ExpectCuda()) FAIL() << "GCL_EXPECT_CUDA=1 but no CUDA device";    \
-      GTEST_SKIP() << "no CUDA device visible";                              \
-    }                                                                        \
-  } while (0)
 
 PretrainOptions TinyFull() { return TinyFullPretrainOptions(3); }
 
