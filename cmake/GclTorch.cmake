@@ -3,7 +3,8 @@
 #
 # Inputs: GCL_CUDA (option), GCL_CXX_STANDARD (cache; empty = automatic),
 # GCL_C10D_NCCL (cache: AUTO | ON | OFF).
-# Sets: CMAKE_CXX_STANDARD, GCL_TORCH_HAS_CUDA, GCL_TORCH_HAS_NCCL, and the
+# Sets: CMAKE_CXX_STANDARD, GCL_TORCH_HAS_CUDA, GCL_TORCH_HAS_NCCL,
+# GCL_TORCH_HAS_GLOO (gloo's headers, which ProcessGroupGloo.hpp includes), and the
 # interface target gcl_torch (LibTorch as the core links it).
 find_package(Torch REQUIRED)
 
@@ -80,6 +81,14 @@ endif()
 if(NOT GCL_TORCH_HAS_NCCL)
   set(_gcl_nccl_how "off")
 endif()
+find_path(GCL_GLOO_INCLUDE_DIR gloo/algorithm.h HINTS ${TORCH_INCLUDE_DIRS})
+if(GCL_GLOO_INCLUDE_DIR)
+  set(GCL_TORCH_HAS_GLOO ON)
+  set(_gcl_gloo_how "headers in ${GCL_GLOO_INCLUDE_DIR}")
+else()
+  set(GCL_TORCH_HAS_GLOO OFF)
+  set(_gcl_gloo_how "off (no gloo/algorithm.h: CPU data-parallel groups are refused)")
+endif()
 message(STATUS "LibTorch ${Torch_VERSION} at ${TORCH_INSTALL_PREFIX}: C++${CMAKE_CXX_STANDARD}, "
-               "CUDA ${GCL_TORCH_HAS_CUDA}, USE_C10D_NCCL ${_gcl_nccl_how}; "
+               "CUDA ${GCL_TORCH_HAS_CUDA}, USE_C10D_NCCL ${_gcl_nccl_how}, Gloo ${_gcl_gloo_how}; "
                "exported definitions: ${_gcl_torch_defs}")

@@ -1,6 +1,8 @@
 #include "worker/gcl/dist/data_parallel_group.h"
 
+#ifdef GCL_C10D_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
@@ -43,9 +45,11 @@ std::string StepName(int64_t step) {
   return step < 0 ? "in set-up" : absl::StrCat("at step ", step + 1);
 }
 
+#ifdef GCL_C10D_GLOO
 bool IsLoopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
 }
+#endif
 
 absl::Status ParseEnvInt(const char* name, int* out) {
   const char* v = std::getenv(name);
@@ -162,12 +166,18 @@ absl::StatusOr<std::unique_ptr<DataParallelGroup>> DataParallelGroup::Join(
           "this gcl-train was built without NCCL (USE_C10D_NCCL): CUDA ranks cannot communicate");
 #endif
     } else {
+#ifdef GCL_C10D_GLOO
       auto go = c10d::ProcessGroupGloo::Options::create(options.timeout);
       go->devices.push_back(IsLoopback(parts[0])
                                 ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
                                 : c10d::ProcessGroupGloo::createDefaultDevice());
       g->group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store_, options.rank,
                                                               options.world_size, go);
+#else
+      return absl::FailedPreconditionError(
+          "this gcl-train was built without Gloo (its LibTorch ships no gloo headers): CPU ranks "
+          "cannot communicate");
+#endif
     }
     const std::string first_beat = "0 -1 0";
     g->store_->set(HeartbeatKey(options.rank),
