@@ -53,6 +53,34 @@ TEST(GpuDiscoveryTest, ParsesSeveralGpus) {
   EXPECT_EQ(devices[3].memory_bytes(), 81559 * kMiB);
 }
 
+// Both discovery commands' output, verbatim, from driver 580.159.04 on the
+// device machines (scripts/gpu/device_check.sh records them in env.txt).
+TEST(GpuDiscoveryTest, RealDriverOutput) {
+  struct Case {
+    const char* query;
+    const char* list;
+    const char* name;
+    int64_t mib;
+  };
+  for (const Case& c : {
+           Case{"0, GPU-eac1e303-d52e-fb0e-f177-451c55a04708, NVIDIA H100 80GB HBM3, 81559, "
+                "Disabled\n",
+                "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-eac1e303-d52e-fb0e-f177-451c55a04708)\n",
+                "NVIDIA H100 80GB HBM3", 81559},
+           Case{"0, GPU-c930b84f-61ca-b714-4e94-f7299700164d, NVIDIA H200, 143771, Disabled\n",
+                "GPU 0: NVIDIA H200 (UUID: GPU-c930b84f-61ca-b714-4e94-f7299700164d)\n",
+                "NVIDIA H200", 143771},
+       }) {
+    GCL_ASSERT_OK_AND_ASSIGN(std::vector<GpuInfo> gpus, ParseNvidiaSmiOutput(c.query));
+    GCL_ASSERT_OK_AND_ASSIGN(gpus, ApplyMigInstances(std::move(gpus), c.list));
+    ASSERT_EQ(gpus.size(), 1u) << c.name;
+    EXPECT_EQ(DeviceId(gpus[0]), "cuda:0");
+    EXPECT_EQ(CudaPin(gpus[0]), "0");
+    EXPECT_EQ(gpus[0].name, c.name);
+    EXPECT_EQ(gpus[0].memory_bytes, c.mib * kMiB);
+  }
+}
+
 TEST(GpuDiscoveryTest, OddNamesUnknownMemoryCrLfAndBlankLines) {
   // A MIG-enabled A100 (memory.total still the whole GPU's), a name with a
   // comma in it, a GPU whose memory is not reported, Windows line ends.

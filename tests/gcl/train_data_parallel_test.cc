@@ -204,7 +204,7 @@ TEST(DataParallelTest, CpuGroupNeedsGloo) {
 }
 
 // NCCL on the one GPU a device check has. NCCL refuses two ranks on one
-// device, so a group of one rank goes through every kind of collective the
+// device ("Duplicate GPU detected", scripts/gpu/nccl_two_ranks_one_gpu.py), so a group of one rank goes through every kind of collective the
 // trainer uses: the communicator's set-up, all_reduce (blocking, and started
 // then waited on with the timeout), broadcast of host tensors through the
 // device, and all_gather. Without NCCL compiled in, a CUDA group is refused.
