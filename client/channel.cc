@@ -1,32 +1,17 @@
 #include "client/channel.h"
 
-#include "gcl/base/read_file.h"
-#include "gcl/base/status_macros.h"
-
 #include <grpcpp/support/client_interceptor.h>
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <utility>
 #include <vector>
 
-#include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
+#include "gcl/base/status_macros.h"
+#include "tls/tls_files.h"
 
 namespace gcl::client {
 namespace {
 
 using grpc::experimental::InterceptionHookPoints;
-
-absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path, const char* marker) {
-  GCL_ASSIGN_OR_RETURN(std::string text, ReadFileNamed(flag, path));
-  if (!absl::StrContains(text, marker)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, " ", path, ": not a PEM file (no '", marker, "' line)"));
-  }
-  return text;
-}
 
 class BearerInterceptor final : public grpc::experimental::Interceptor {
  public:
@@ -60,18 +45,11 @@ class BearerInterceptorFactory final
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFromFiles(
     const std::string& ca, const std::string& cert, const std::string& key) {
   if (ca.empty()) return grpc::InsecureChannelCredentials();
+  GCL_ASSIGN_OR_RETURN(tls::TlsPem pem, tls::ReadTlsFiles({cert, key, ca}));
   grpc::SslCredentialsOptions options;
-  absl::StatusOr<std::string> pem = ReadPem("--tls-ca", ca, "-----BEGIN CERTIFICATE-----");
-  if (!pem.ok()) return pem.status();
-  options.pem_root_certs = std::move(*pem);
-  if (!cert.empty()) {
-    pem = ReadPem("--tls-cert", cert, "-----BEGIN CERTIFICATE-----");
-    if (!pem.ok()) return pem.status();
-    options.pem_cert_chain = std::move(*pem);
-    pem = ReadPem("--tls-key", key, "PRIVATE KEY-----");
-    if (!pem.ok()) return pem.status();
-    options.pem_private_key = std::move(*pem);
-  }
+  options.pem_root_certs = std::move(pem.ca);
+  options.pem_cert_chain = std::move(pem.cert);
+  options.pem_private_key = std::move(pem.key);
   return grpc::SslCredentials(options);
 }
 

@@ -16,9 +16,11 @@
 namespace gcl::client {
 
 // TLS credentials from PEM files (cert/key "" = no client certificate), or
-// insecure credentials when ca is "". kNotFound naming the flag and file when
-// one cannot be read; kInvalidArgument when it holds no PEM block of the
-// expected kind.
+// insecure credentials when ca is "". Errors: tls::ReadTlsFiles' (a file
+// that cannot be read, holds no PEM block of its kind, a key that is not the
+// certificate's, an expired certificate), naming the flag and the file.
+// Read once: a long-running process that must follow rotated files uses
+// tls::TlsReloader::ChannelCredentials.
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFromFiles(
     const std::string& ca, const std::string& cert, const std::string& key);
 

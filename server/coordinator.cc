@@ -49,11 +49,13 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
   if (tokens) {
     GCL_ASSIGN_OR_RETURN(token_store, TokenStore::Open(options.tokens_file));
   }
-  std::unique_ptr<TlsReloader> tls_reloader;
+  std::unique_ptr<tls::TlsReloader> tls_reloader;
   if (tls) {
-    GCL_ASSIGN_OR_RETURN(tls_reloader,
-                         TlsReloader::Create({options.tls_cert, options.tls_key, options.tls_client_ca},
-                                             options.db_path + ".tls"));
+    GCL_ASSIGN_OR_RETURN(
+        tls_reloader,
+        tls::TlsReloader::Create(
+            {options.tls_cert, options.tls_key, options.tls_client_ca, "--tls-client-ca"},
+            options.db_path + ".tls", "gcl-coordinator"));
   }
   GCL_ASSIGN_OR_RETURN(auto registry, storage::Registry::Open(options.db_path, options.registry));
   GCL_ASSIGN_OR_RETURN(auto artifacts, storage::ArtifactStore::Open(options.artifacts_dir));
@@ -61,7 +63,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
       new Coordinator(std::move(options), std::move(registry), std::move(artifacts)));
   coordinator->tokens_ = std::move(token_store);
   coordinator->credentials_ =
-      tls_reloader ? tls_reloader->credentials() : grpc::InsecureServerCredentials();
+      tls_reloader ? tls_reloader->ServerCredentials() : grpc::InsecureServerCredentials();
   coordinator->tls_ = std::move(tls_reloader);
   return coordinator;
 }
@@ -164,20 +166,7 @@ absl::StatusOr<bool> Coordinator::ReloadTls() {
   if (tls_ == nullptr) {
     return absl::FailedPreconditionError("no --tls-cert/--tls-key: the port is plaintext");
   }
-  absl::MutexLock lock(&tls_mu_);
-  absl::StatusOr<bool> changed = tls_->Reload();
-  if (!changed.ok()) {
-    // Once per distinct error, not at every periodic check.
-    if (changed.status().message() != tls_error_) {
-      tls_error_ = std::string(changed.status().message());
-      std::fprintf(stderr, "gcl-coordinator: TLS files not used, the previous ones stay: %s\n",
-                   tls_error_.c_str());
-    }
-  } else {
-    tls_error_.clear();
-    if (*changed) std::fprintf(stderr, "gcl-coordinator: TLS files changed: new connections use them\n");
-  }
-  return changed;
+  return tls_->Reload();
 }
 
 void Coordinator::Shutdown() {

@@ -32,7 +32,7 @@
 #include "server/control_plane.h"
 #include "server/coordinator_metrics.h"
 #include "server/job_service.h"
-#include "server/tls_reloader.h"
+#include "tls/tls_reloader.h"
 #include "server/token_store.h"
 #include "server/worker_service.h"
 #include "storage/artifact_store.h"
@@ -109,9 +109,7 @@ class Coordinator {
   std::unique_ptr<storage::ArtifactStore> artifacts_;
   std::unique_ptr<ControlPlane> plane_;
   std::unique_ptr<TokenStore> tokens_;                     // null: auth off
-  std::unique_ptr<TlsReloader> tls_;                       // null: plaintext
-  absl::Mutex tls_mu_;                                     // one ReloadTls at a time
-  std::string tls_error_ ABSL_GUARDED_BY(tls_mu_);         // the last one reported
+  std::unique_ptr<tls::TlsReloader> tls_;                  // null: plaintext
   std::shared_ptr<grpc::ServerCredentials> credentials_;   // TLS or insecure
   std::atomic<bool> stopping_{false};
   std::unique_ptr<JobServiceImpl> job_service_;

@@ -154,5 +154,41 @@ expect_fail "mTLS with a foreign client certificate" "--tls-cert/--tls-key" \
 grep -q "$ID" list.txt || fail "mTLS list lacks the job"
 expect_fail "mTLS with a certificate but no token" "missing token" \
   "$CTL" --addr "$ADDR" --tls-ca certs/ca.pem --tls-cert certs/client.pem --tls-key certs/client.key list
+
+if [ -n "$WORKER" ]; then
+  # gcl-worker follows re-issued certificates, here of a new CA, without a
+  # restart: SIGHUP (or every 60 s) reads its files again.
+  # wait_for FILE PATTERN [COUNT]: up to 30 s for COUNT lines matching.
+  wait_for() {
+    for _ in $(seq 300); do [ "$(grep -c -- "$2" "$1")" -ge "${3:-1}" ] && return; sleep 0.1; done
+    cat "$1" >&2; fail "no ${3:-1} line(s) '$2' in $1"
+  }
+  mkdir wcerts && cp certs/ca.pem certs/client.pem certs/client.key wcerts/
+  "$WORKER" --coordinator "$ADDR" --tls-ca wcerts/ca.pem --tls-cert wcerts/client.pem \
+    --tls-key wcerts/client.key --token w0rk3r --work-dir wd2 --trainer /bin/true \
+    --worker-id w-mtls > worker.log 2>&1 &
+  WPID=$!
+  wait_for worker.log "registered as w-mtls"
+  [ "$(stat -c %a wd2/tls)" = 700 ] || fail "the worker's served copy of its TLS files is not private"
+  # Half-copied (a certificate without its key): refused, the old set stays.
+  cp other/client.pem wcerts/client.pem
+  kill -HUP "$WPID"
+  wait_for worker.log "TLS files not used, the previous ones stay: --tls-key wcerts/client.key: not the private key"
+  cp other/client.key other/ca.pem wcerts/
+  kill -HUP "$WPID"
+  wait_for worker.log "gcl-worker: TLS files changed: new connections use them"
+  # The coordinator comes back on the same port with the new CA's
+  # certificates and an empty registry. Only a worker presenting and trusting
+  # the new files gets through to hear that it must register again.
+  PORT="${ADDR##*:}"
+  stop
+  start --listen "127.0.0.1:$PORT" --db reg2.db --tls-cert other/server.pem \
+    --tls-key other/server.key --tls-client-ca other/ca.pem
+  wait_for worker.log "registered as w-mtls" 2
+  kill -TERM "$WPID"
+  set +e; wait "$WPID"; RC=$?; set -e; WPID=""
+  [ "$RC" -eq 0 ] || { cat worker.log; fail "worker exit $RC after SIGTERM, want 0"; }
+  [ ! -e wd2/tls ] || fail "the worker left its served copy of the TLS files behind"
+fi
 stop
 echo PASS

@@ -26,12 +26,14 @@
 #include "server/token_store.h"
 #include "server/token_table.h"
 #include "server/transport_security.h"
+#include "tests/testing/make_certs.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
 namespace gcl::server {
 namespace {
 
+using ::gcl::testing::MakeCerts;
 using ::gcl::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -267,39 +269,6 @@ TEST(ClientConfigTest, TlsSettingsFromFlagsEnvAndConfigFile) {
 }
 
 // ------------------------------------------------------------ certificates
-
-// Runs deploy/make-certs.sh into `dir`; false (the test skips) without openssl.
-bool MakeCerts(const std::filesystem::path& dir) {
-  const char* src = std::getenv("GCL_SOURCE_DIR");
-  if (src == nullptr || std::system("command -v openssl >/dev/null 2>&1") != 0) return false;
-  const std::string cmd =
-      "bash " + std::string(src) + "/deploy/make-certs.sh " + dir.string() + " >/dev/null";
-  return std::system(cmd.c_str()) == 0;
-}
-
-TEST(ServerTlsTest, FileErrorsNameFlagAndFile) {
-  gcl::testing::TempDir dir;
-  const std::string certs = (dir.path() / "certs").string();
-  if (!MakeCerts(certs)) GTEST_SKIP() << "openssl or GCL_SOURCE_DIR missing";
-  const std::string junk = (dir.path() / "junk.pem").string();
-  std::ofstream(junk) << "not a certificate\n";
-  EXPECT_THAT(
-      ReadServerTlsFiles({certs + "/nope.pem", certs + "/server.key", ""}),
-      StatusIs(absl::StatusCode::kNotFound, "--tls-cert " + certs + "/nope.pem: cannot read"));
-  EXPECT_THAT(
-      ReadServerTlsFiles({junk, certs + "/server.key", ""}),
-      StatusIs(absl::StatusCode::kInvalidArgument, "--tls-cert " + junk + ": no PEM certificate"));
-  EXPECT_THAT(ReadServerTlsFiles({certs + "/server.pem", junk, ""}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       "--tls-key " + junk + ": no unencrypted PEM private key"));
-  EXPECT_THAT(
-      ReadServerTlsFiles({certs + "/server.pem", certs + "/client.key", ""}),
-      StatusIs(absl::StatusCode::kInvalidArgument, "not the private key of the certificate in"));
-  EXPECT_THAT(ReadServerTlsFiles({certs + "/server.pem", certs + "/server.key", junk}),
-              StatusIs(absl::StatusCode::kInvalidArgument, "--tls-client-ca " + junk));
-  GCL_EXPECT_OK(
-      ReadServerTlsFiles({certs + "/server.pem", certs + "/server.key", certs + "/ca.pem"}));
-}
 
 // ------------------------------------------------- Coordinator::Create rules
 

@@ -17,17 +17,25 @@
 // "cuda:<index>", found with nvidia-smi (default auto: every GPU it lists
 // that an inherited CUDA_VISIBLE_DEVICES leaves visible; none; or indices
 // like 0,2). A failing nvidia-smi stops gcl-worker; a missing one is no GPUs.
+// With TLS the files are read again every 60 s and on SIGHUP, so that
+// re-issued certificates (or a new CA) are used by the next connection
+// without a restart; a set that fails the checks is logged and the previous
+// one stays (tls/tls_reloader.h).
 // SIGINT/SIGTERM: kill the running trainers (grace) and exit.
 #include <signal.h>
+#include <time.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <memory>
 #include <string>
 #include <thread>
 
 #include "absl/strings/ascii.h"
-#include "client/channel.h"
+#include "tls/tls_reloader.h"
 #include "worker/agent/agent.h"
 
 namespace {
@@ -53,6 +61,7 @@ int main(int argc, char** argv) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
   gcl::agent::AgentOptions options;
@@ -118,9 +127,17 @@ int main(int argc, char** argv) {
   if (options.coordinator.empty()) return Usage("--coordinator is required");
   if (tls_cert.empty() != tls_key.empty()) return Usage("--tls-cert and --tls-key go together");
   if (!tls_cert.empty() && tls_ca.empty()) return Usage("--tls-cert needs --tls-ca (TLS)");
-  auto credentials = gcl::client::ChannelCredentialsFromFiles(tls_ca, tls_cert, tls_key);
-  if (!credentials.ok()) return Usage(std::string(credentials.status().message()).c_str());
-  options.credentials = *credentials;
+  std::unique_ptr<gcl::tls::TlsReloader> tls;
+  if (!tls_ca.empty()) {
+    if (options.work_dir.empty()) return Usage("--work-dir is required");
+    std::error_code ec;
+    std::filesystem::create_directories(options.work_dir, ec);  // for the served copy
+    auto reloader = gcl::tls::TlsReloader::Create({tls_cert, tls_key, tls_ca},
+                                                  options.work_dir + "/tls", "gcl-worker");
+    if (!reloader.ok()) return Usage(std::string(reloader.status().message()).c_str());
+    tls = *std::move(reloader);
+    options.credentials = tls->ChannelCredentials();
+  }
   // Metadata values may not hold the newline a token file often ends in.
   options.token = std::string(absl::StripAsciiWhitespace(options.token));
 
@@ -130,14 +147,24 @@ int main(int argc, char** argv) {
     return 1;
   }
   gcl::agent::Agent* a = agent->get();
-  std::thread signals([a, set] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    std::fprintf(stderr, "gcl-worker: %s: shutting down\n", strsignal(sig));
-    a->Shutdown();
+  std::atomic<bool> done{false};
+  std::thread signals([a, set, t = tls.get(), &done] {
+    const timespec reload_period{60, 0};
+    for (;;) {
+      const int sig = sigtimedwait(&set, nullptr, &reload_period);
+      if (done) return;
+      if (sig == SIGINT || sig == SIGTERM) {
+        std::fprintf(stderr, "gcl-worker: %s: shutting down\n", strsignal(sig));
+        a->Shutdown();
+        return;
+      }
+      if (t != nullptr) (void)t->Reload();  // SIGHUP, or the period passed; it logs
+    }
   });
-  signals.detach();
   const absl::Status s = a->Run();
+  done = true;
+  pthread_kill(signals.native_handle(), SIGHUP);  // wakes it, if it still waits
+  signals.join();
   agent->reset();  // joins the attempts (their trainers were killed)
   if (!s.ok()) {
     std::fprintf(stderr, "gcl-worker: error: %s\n", std::string(s.message()).c_str());
