@@ -27,16 +27,15 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "server/control_plane.h"
 #include "server/coordinator_metrics.h"
 #include "server/job_service.h"
-#include "tls/tls_reloader.h"
 #include "server/token_store.h"
 #include "server/worker_service.h"
 #include "storage/artifact_store.h"
 #include "storage/registry.h"
+#include "tls/tls_reloader.h"
 
 namespace gcl::server {
 
