@@ -189,6 +189,36 @@ if [ -n "$WORKER" ]; then
   set +e; wait "$WPID"; RC=$?; set -e; WPID=""
   [ "$RC" -eq 0 ] || { cat worker.log; fail "worker exit $RC after SIGTERM, want 0"; }
   [ ! -e wd2/tls ] || fail "the worker left its served copy of the TLS files behind"
+  stop
+
+  # A worker token rotated without restarting the agent: --token-file, read
+  # again on SIGHUP. A 3 s lease (heartbeats every second) shows a worker
+  # that sends a revoked token as LOST within seconds.
+  start --lease-seconds 3
+  printf 'w0rk3r\n' > worker.token
+  "$WORKER" --coordinator "$ADDR" --tls-ca certs/ca.pem --token-file worker.token --work-dir wd3 \
+    --trainer /bin/true --worker-id w-file > worker3.log 2>&1 &
+  WPID=$!
+  wait_for worker3.log "registered as w-file"
+  worker_state() {
+    "$CTL" --addr "$ADDR" --tls-ca certs/ca.pem --token s3cr3t workers | awk '$1 == "w-file" { for (i = 2; i <= NF; i++) if ($i ~ /^(READY|LOST|DRAINING)$/) print $i }'
+  }
+  # The admin revokes the worker's token and issues a new one.
+  printf 'tokens:\n  - {token: "s3cr3t", user: alice, role: user}\n  - {token: "n3w-w0rk3r", user: node1, role: worker}\n' > tokens.yaml
+  kill -HUP "$PID"
+  wait_for worker3.log "Heartbeat: .*token" 2
+  printf '\n' > worker.token
+  kill -HUP "$WPID"
+  wait_for worker3.log "token not reloaded, the previous one stays: --token-file worker.token: empty"
+  for _ in $(seq 100); do [ "$(worker_state)" = LOST ] && break; sleep 0.1; done
+  [ "$(worker_state)" = LOST ] || fail "a worker with a revoked token is $(worker_state), want LOST"
+  printf 'n3w-w0rk3r\n' > worker.token.new && mv worker.token.new worker.token
+  kill -HUP "$WPID"
+  wait_for worker3.log "token reloaded from worker.token"
+  wait_for worker3.log "registered as w-file" 2
+  sleep 4  # longer than the lease: only a working token keeps it
+  [ "$(worker_state)" = READY ] || { cat worker3.log; fail "after the new token the worker is $(worker_state), want READY"; }
+  kill -TERM "$WPID"; wait "$WPID" || true; WPID=""
 fi
 stop
 echo PASS

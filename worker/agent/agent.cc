@@ -200,7 +200,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
 std::string Agent::metrics_address() const { return metrics_ ? metrics_->address() : ""; }
 
 Agent::Agent(AgentOptions options, std::unique_ptr<gcl::v1::WorkerService::StubInterface> stub)
-    : options_(std::move(options)), stub_(std::move(stub)) {}
+    : options_(std::move(options)), stub_(std::move(stub)), token_(options_.token) {}
 
 Agent::~Agent() {
   Shutdown();
@@ -214,8 +214,18 @@ Agent::~Agent() {
   }
 }
 
+void Agent::SetToken(std::string token) {
+  std::lock_guard<std::mutex> lock(token_mu_);
+  token_ = std::move(token);
+}
+
 void Agent::SetupContext(grpc::ClientContext* ctx, bool deadline) const {
-  if (!options_.token.empty()) ctx->AddMetadata("authorization", "Bearer " + options_.token);
+  std::string token;
+  {
+    std::lock_guard<std::mutex> lock(token_mu_);
+    token = token_;
+  }
+  if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
   if (deadline) ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
 }
 
@@ -283,7 +293,7 @@ absl::Status Agent::Run() {
       } else if (absl::IsUnauthenticated(s) || absl::IsPermissionDenied(s)) {
         // Retrying cannot fix a token: stop with the coordinator's reason.
         return absl::Status(s.code(), absl::StrCat(s.message(), " (gcl-worker needs a token with ",
-                                                   "role worker or admin: --token or GCL_TOKEN)"));
+                                                   "role worker or admin: --token, --token-file or GCL_TOKEN)"));
       } else {
         AgentLog(absl::StrCat(s.message(), "; retrying in ", absl::FormatDuration(backoff)));
         wait = backoff;

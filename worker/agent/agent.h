@@ -100,6 +100,8 @@ class Agent {
   absl::Status Run();
   // Thread-safe: stops Run() and kills running trainers (kill_grace).
   void Shutdown();
+  // Thread-safe: the token the next calls send (a rotated worker token).
+  void SetToken(std::string token);
 
   std::vector<std::string> RunningJobIds();
   const std::string& worker_id() const { return options_.worker_id; }
@@ -131,6 +133,9 @@ class Agent {
   std::unique_ptr<gcl::v1::WorkerService::StubInterface> stub_;
   std::unique_ptr<MetricsExporter> metrics_;  // null without --metrics-listen
   absl::Duration heartbeat_interval_ = absl::Seconds(5);
+
+  mutable std::mutex token_mu_;
+  std::string token_;  // guarded by token_mu_; from options.token, then SetToken
 
   std::mutex mu_;
   std::condition_variable cv_;

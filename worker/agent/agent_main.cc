@@ -1,10 +1,11 @@
 // gcl-worker: the worker agent (architecture.md section 3).
 //   gcl-worker --coordinator ADDR --work-dir DIR --trainer PATH [--worker-id ID]
-//              [--token TOKEN] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]
+//              [--token TOKEN | --token-file FILE] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]
 //              [--stall-timeout SECONDS] [--kill-grace SECONDS]
 // --token defaults to $GCL_TOKEN (a token with role worker when the
-// coordinator has --tokens); --tls-* to $GCL_TLS_CA, $GCL_TLS_CERT,
-// $GCL_TLS_KEY. With TLS, ADDR must be a name in the coordinator's certificate.
+// coordinator has --tokens), --token-file to $GCL_TOKEN_FILE; --tls-* to
+// $GCL_TLS_CA, $GCL_TLS_CERT, $GCL_TLS_KEY. With TLS, ADDR must be a name in
+// the coordinator's certificate.
 //              [--metrics-listen HOST:PORT] [--metrics-grace SECONDS]
 //              [--advertise-address HOST] [--rendezvous-ports LO-HI]
 //              [--threads N] [--cpu-devices N] [--gpus auto|none|LIST]
@@ -20,7 +21,8 @@
 // With TLS the files are read again every 60 s and on SIGHUP, so that
 // re-issued certificates (or a new CA) are used by the next connection
 // without a restart; a set that fails the checks is logged and the previous
-// one stays (tls/tls_reloader.h).
+// one stays (tls/tls_reloader.h). So is --token-file: the next call sends
+// the new token (token_file.h).
 // SIGINT/SIGTERM: kill the running trainers (grace) and exit.
 #include <signal.h>
 #include <time.h>
@@ -31,19 +33,22 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "absl/strings/ascii.h"
 #include "tls/tls_reloader.h"
 #include "worker/agent/agent.h"
+#include "worker/agent/token_file.h"
 
 namespace {
 
 int Usage(const char* why) {
   std::fprintf(stderr,
                "gcl-worker: %s\nusage: gcl-worker --coordinator ADDR --work-dir DIR --trainer PATH "
-               "[--worker-id ID] [--token TOKEN] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] "
+               "[--worker-id ID] [--token TOKEN | --token-file FILE] "
+               "[--tls-ca PEM [--tls-cert PEM --tls-key PEM]] "
                "[--stall-timeout S] [--kill-grace S] [--metrics-listen HOST:PORT] [--metrics-grace S] "
                "[--advertise-address HOST] [--rendezvous-ports LO-HI] [--threads N] "
                "[--cpu-devices N] [--gpus auto|none|LIST]\n",
@@ -66,7 +71,8 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   gcl::agent::AgentOptions options;
   if (const char* token = std::getenv("GCL_TOKEN")) options.token = token;
-  std::string tls_ca, tls_cert, tls_key;
+  std::string token_file, tls_ca, tls_cert, tls_key;
+  if (const char* v = std::getenv("GCL_TOKEN_FILE")) token_file = v;
   if (const char* v = std::getenv("GCL_TLS_CA")) tls_ca = v;
   if (const char* v = std::getenv("GCL_TLS_CERT")) tls_cert = v;
   if (const char* v = std::getenv("GCL_TLS_KEY")) tls_key = v;
@@ -85,6 +91,8 @@ int main(int argc, char** argv) {
       options.worker_id = v;
     } else if (arg == "--token") {
       options.token = v;
+    } else if (arg == "--token-file") {
+      token_file = v;
     } else if (arg == "--tls-ca") {
       tls_ca = v;
     } else if (arg == "--tls-cert") {
@@ -140,6 +148,16 @@ int main(int argc, char** argv) {
   }
   // Metadata values may not hold the newline a token file often ends in.
   options.token = std::string(absl::StripAsciiWhitespace(options.token));
+  std::optional<gcl::agent::TokenFile> token_from_file;
+  if (!token_file.empty()) {
+    if (!options.token.empty()) {
+      return Usage("a token or a token file, not both (--token/GCL_TOKEN, --token-file/GCL_TOKEN_FILE)");
+    }
+    auto opened = gcl::agent::TokenFile::Open(token_file);
+    if (!opened.ok()) return Usage(std::string(opened.status().message()).c_str());
+    token_from_file = *std::move(opened);
+    options.token = token_from_file->token();
+  }
 
   auto agent = gcl::agent::Agent::Create(options);
   if (!agent.ok()) {
@@ -148,7 +166,8 @@ int main(int argc, char** argv) {
   }
   gcl::agent::Agent* a = agent->get();
   std::atomic<bool> done{false};
-  std::thread signals([a, set, t = tls.get(), &done] {
+  std::thread signals([a, set, t = tls.get(), f = token_from_file ? &*token_from_file : nullptr,
+                       &done] {
     const timespec reload_period{60, 0};
     for (;;) {
       const int sig = sigtimedwait(&set, nullptr, &reload_period);
@@ -158,7 +177,9 @@ int main(int argc, char** argv) {
         a->Shutdown();
         return;
       }
-      if (t != nullptr) (void)t->Reload();  // SIGHUP, or the period passed; it logs
+      // SIGHUP, or the period passed. Errors are logged by Reload.
+      if (t != nullptr) (void)t->Reload();
+      if (f != nullptr && f->Reload().value_or(false)) a->SetToken(f->token());
     }
   });
   const absl::Status s = a->Run();
