@@ -30,6 +30,13 @@ class FakeCoordinator final : public gcl::v1::WorkerService::Service {
   grpc::Status Register(grpc::ServerContext*, const gcl::v1::RegisterRequest* req,
                         gcl::v1::RegisterResponse* resp) override {
     std::lock_guard<std::mutex> lock(mu);
+    if (refuse_register) {
+      ++refusals;
+      cv.notify_all();
+      return grpc::Status(grpc::UNAUTHENTICATED, "invalid token: not in the coordinator's tokens file");
+    }
+    ++registrations;
+    lost = false;
     registered = *req;
     resp->set_heartbeat_seconds(1);
     resp->set_lease_seconds(10);
@@ -39,6 +46,7 @@ class FakeCoordinator final : public gcl::v1::WorkerService::Service {
   grpc::Status Heartbeat(grpc::ServerContext*, const gcl::v1::HeartbeatRequest*,
                          gcl::v1::HeartbeatResponse* resp) override {
     std::lock_guard<std::mutex> lock(mu);
+    if (lost) return grpc::Status(grpc::FAILED_PRECONDITION, "worker is LOST; re-register");
     for (auto& a : pending) *resp->add_assignments() = a;
     pending.clear();
     for (auto& c : cancels) resp->add_cancel_job_ids(c);
@@ -89,6 +97,9 @@ class FakeCoordinator final : public gcl::v1::WorkerService::Service {
   };
   std::mutex mu;
   std::condition_variable cv;
+  bool lost = false;             // heartbeats answer FAILED_PRECONDITION until it registers
+  bool refuse_register = false;  // as for a token revoked (or being rotated)
+  int registrations = 0, refusals = 0;
   gcl::v1::RegisterRequest registered;
   std::vector<gcl::v1::Assignment> pending;
   std::vector<std::string> cancels;
@@ -274,6 +285,30 @@ TEST_F(AgentTest, CancelKillsATrainerThatIgnoresSigterm) {
   EXPECT_EQ(done.signal(), 9);
   EXPECT_EQ(done.exit_code(), -1);
   EXPECT_EQ(done.reason(), "cancelled: killed");
+}
+
+// Declared LOST, the agent registers again; a refusal for its token then
+// (a token being rotated) is retried, not the end of the agent and its
+// trainers, unlike a refusal at start (gcl_auth_tls_test.sh).
+TEST_F(AgentTest, ARefusedReRegistrationIsRetried) {
+  AwaitRegister();
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu);
+    fake_.lost = true;
+    fake_.refuse_register = true;
+  }
+  {
+    std::unique_lock<std::mutex> lock(fake_.mu);
+    // Backoff 1 s, then 2 s: two refusals within about 4 s.
+    ASSERT_TRUE(fake_.cv.wait_for(lock, std::chrono::seconds(20), [&] { return fake_.refusals >= 2; }))
+        << "refusals: " << fake_.refusals;
+    fake_.refuse_register = false;
+  }
+  std::unique_lock<std::mutex> lock(fake_.mu);
+  EXPECT_TRUE(fake_.cv.wait_for(lock, std::chrono::seconds(20),
+                                [&] { return fake_.registrations == 2; }))
+      << "registrations: " << fake_.registrations;
+  // TearDown: Run() returns OK at Shutdown.
 }
 
 TEST_F(AgentTest, RunsOneTrainerPerDeviceEachWithItsRankFolderAndThreads) {

@@ -274,7 +274,7 @@ absl::Status Agent::Register() {
 }
 
 absl::Status Agent::Run() {
-  bool registered = false;
+  bool registered = false, ever_registered = false;
   absl::Duration backoff = absl::Seconds(1);
   while (true) {
     {
@@ -285,13 +285,16 @@ absl::Status Agent::Run() {
     if (!registered) {
       absl::Status s = Register();
       if (s.ok()) {
-        registered = true;
+        registered = ever_registered = true;
         backoff = absl::Seconds(1);
         AgentLog(absl::StrCat("registered as ", options_.worker_id, " with ",
                               options_.coordinator));
         wait = absl::ZeroDuration();
-      } else if (absl::IsUnauthenticated(s) || absl::IsPermissionDenied(s)) {
-        // Retrying cannot fix a token: stop with the coordinator's reason.
+      } else if ((absl::IsUnauthenticated(s) || absl::IsPermissionDenied(s)) && !ever_registered) {
+        // At start, retrying cannot fix a token: stop with the coordinator's
+        // reason. Later (re-registering after LOST) the token may be being
+        // rotated: --token-file or a new tokens file fixes it without a
+        // restart, so keep trying, and keep the running trainers.
         return absl::Status(s.code(), absl::StrCat(s.message(), " (gcl-worker needs a token with ",
                                                    "role worker or admin: --token, --token-file or GCL_TOKEN)"));
       } else {

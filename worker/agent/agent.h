@@ -95,8 +95,10 @@ class Agent {
 
   // Registers (retrying with backoff), then heartbeats until Shutdown().
   // Returns OK after Shutdown(); never fails because of a trainer. Returns
-  // kUnauthenticated / kPermissionDenied at once when Register is refused
-  // for the token (retrying cannot fix it).
+  // kUnauthenticated / kPermissionDenied at once when the first Register is
+  // refused for the token (a mistake at start); a later refusal, when it
+  // registers again after being declared LOST, is retried with backoff (a
+  // token being rotated, SetToken).
   absl::Status Run();
   // Thread-safe: stops Run() and kills running trainers (kill_grace).
   void Shutdown();
